@@ -1,0 +1,87 @@
+"""CIFAR-10 through torchvision's own loader, with a clear error when the files are not there."""
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset
+from torchvision import datasets, transforms
+
+from optlab.data.base import SplitDataModule
+
+NORMALIZATION = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+class CIFAR10Files(datasets.CIFAR10):
+    """torchvision's CIFAR10, optionally without its md5 check (for re-packed or test copies)."""
+
+    def __init__(self, *args, verify_md5: bool = True, **kwargs):
+        self.verify_md5 = verify_md5
+        super().__init__(*args, **kwargs)
+
+    def _check_integrity(self) -> bool:
+        if self.verify_md5:
+            return super()._check_integrity()
+        folder = Path(self.root) / self.base_folder
+        return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+
+class CIFAR10DataModule(SplitDataModule):
+    def __init__(self, root: str = "data", download: bool = False, verify_md5: bool = True,
+                 batch_size: int = 128, val_size: int = 5000, split_seed: int = 0,
+                 image_size: int = 32, normalization: str = "cifar10", augment: bool = True,
+                 **loader_kwargs):
+        super().__init__(batch_size, **loader_kwargs)
+        if normalization not in NORMALIZATION:
+            raise ValueError(f"data.normalization={normalization!r}: use one of {sorted(NORMALIZATION)}")
+        self.root, self.download, self.verify_md5 = str(root), download, verify_md5
+        self.val_size, self.split_seed = val_size, split_seed
+        self.image_size, self.normalization, self.augment = image_size, normalization, augment
+
+    @staticmethod
+    def check_config(node) -> None:
+        """Called before training: offline, the files must already be under data.root."""
+        from optlab.validate import ConfigError
+
+        root = Path(str(node.root)).expanduser()
+        if not node.get("download") and not (root / CIFAR10Files.base_folder).is_dir():
+            raise ConfigError(f"data.root={node.root} has no {CIFAR10Files.base_folder}/; point data.root at the "
+                              "folder that holds it, or set data.download=true when online")
+
+    def _transforms(self, train: bool) -> transforms.Compose:
+        steps = []
+        if self.image_size != 32:
+            steps.append(transforms.Resize(self.image_size, antialias=True))
+        if train and self.augment:
+            pad = max(4, self.image_size // 8)
+            steps += [transforms.RandomCrop(self.image_size, padding=pad), transforms.RandomHorizontalFlip()]
+        steps += [transforms.ToTensor(), transforms.Normalize(*NORMALIZATION[self.normalization])]
+        return transforms.Compose(steps)
+
+    def _dataset(self, train: bool, transform) -> CIFAR10Files:
+        try:
+            return CIFAR10Files(self.root, train=train, transform=transform, download=self.download,
+                                verify_md5=self.verify_md5)
+        except (RuntimeError, OSError) as e:  # torchvision: "Dataset not found or corrupted"; URLError offline
+            raise FileNotFoundError(
+                f"data.root={self.root} holds no usable CIFAR-10 ({e}); put cifar-10-batches-py/ there, "
+                "point data.root at a folder that has it, or set data.download=true when online"
+            ) from None
+
+    def prepare_data(self) -> None:
+        if self.download:  # once per node, before setup() runs on every rank
+            self._dataset(train=True, transform=None)
+            self._dataset(train=False, transform=None)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        train_full = self._dataset(train=True, transform=self._transforms(train=True))
+        eval_full = self._dataset(train=True, transform=self._transforms(train=False))
+        order = torch.randperm(len(train_full), generator=torch.Generator().manual_seed(self.split_seed))
+        val_size = min(self.val_size, len(train_full) // 2)
+        self.train_set = Subset(train_full, order[val_size:].tolist())
+        self.val_set = Subset(eval_full, order[:val_size].tolist())
+        self.test_set = self._dataset(train=False, transform=self._transforms(train=False))

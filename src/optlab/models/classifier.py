@@ -1,0 +1,123 @@
+"""The LightningModule: any image network + cross-entropy, accuracy, and the optimizer factory.
+
+Metric names follow `<stage>/<metric>`: train/loss, train/acc, val/loss, val/acc, val/acc_best,
+test/acc. `examples_seen` (all ranks together) is logged too: it is the fair x-axis when runs
+with different batch sizes or device counts are compared.
+"""
+
+import os
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from optlab.optim import build_optimizer
+
+
+class ImageClassifier(L.LightningModule):
+    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
+                 scheduler: Callable | None = None, param_groups: dict | None = None,
+                 label_smoothing: float = 0.0, compile: bool = False):
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"], logger=False)
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.param_group_options = dict(param_groups or {})
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        num_classes = net.head.out_features
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_acc_best = MaxMetric()
+        self.examples_seen = 0
+        self._resumed_best: float | None = None
+        self._configured = False
+
+    def configure_model(self) -> None:
+        """Shard for FSDP2 and compile; runs once, on the right device, before the optimizer is made."""
+        if self._configured:
+            return
+        self._configured = True
+        mesh = self.device_mesh  # set by ModelParallelStrategy (strategy=fsdp) only
+        if mesh is not None:
+            from torch.distributed.fsdp import fully_shard
+
+            dp_mesh = mesh["data_parallel"]
+            for unit in getattr(self.net, "fsdp_units", list)():
+                fully_shard(unit, mesh=dp_mesh)
+            fully_shard(self.net, mesh=dp_mesh)
+        if self.hparams.compile:
+            self.net.compile()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch):
+        x, y = batch
+        logits = self(x)
+        return self.criterion(logits, y), logits.argmax(dim=1), y
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()  # the sanity check must not count as a best
+        if self._resumed_best is not None:
+            self.val_acc_best.update(torch.tensor(self._resumed_best))
+
+    def on_train_epoch_start(self) -> None:
+        # Each epoch's randomness (augmentation, dropout, worker seeds) depends only on
+        # (seed, epoch, rank), so a run resumed at an epoch boundary repeats it exactly.
+        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
+        L.seed_everything(base + 1_000_003 * self.current_epoch + 7919 * self.global_rank,
+                          workers=True, verbose=False)
+        os.environ["PL_GLOBAL_SEED"] = str(base)  # seed_everything overwrote it
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        loss, preds, y = self._step(batch)
+        self.examples_seen += len(y) * self.trainer.world_size
+        self.train_loss(loss)
+        self.train_acc(preds, y)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("examples_seen", float(self.examples_seen), on_step=True, on_epoch=False, reduce_fx="max")
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.val_loss(loss)
+        self.val_acc(preds, y)
+        self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            return
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        loss, preds, y = self._step(batch)
+        self.test_loss(loss)
+        self.test_acc(preds, y)
+        self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self):
+        # self.trainer.model, not self: under FSDP/DDP these are the parameters the strategy made.
+        optimizer = build_optimizer(self.trainer.model, self.optimizer_factory, **self.param_group_options)
+        if self.scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["examples_seen"] = self.examples_seen
+        checkpoint["val_acc_best"] = float(self.val_acc_best.compute()) if self.val_acc_best.update_called else None
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.examples_seen = checkpoint.get("examples_seen", 0)
+        self._resumed_best = checkpoint.get("val_acc_best")

@@ -1,0 +1,84 @@
+"""torchvision ResNet-18/34 with pretrained weights and a new head, frozen or finetuned.
+
+Weights come from torchvision (ImageNet; downloaded once into $TORCH_HOME/hub/checkpoints, loaded
+from there offline) or from a local file: a state_dict, or a Lightning checkpoint of this template.
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models
+
+ARCHS = {"resnet18": models.resnet18, "resnet34": models.resnet34}
+FREEZE = ("backbone", "none")
+
+
+def _load_local(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated or not a torch file
+        raise ValueError(f"model.net.weights={path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"model.net.weights={path} holds no state_dict")
+    # A Lightning checkpoint of ImageClassifier(PretrainedResNet) prefixes keys with net.backbone.
+    for prefix in ("net.backbone.", "backbone.", "module."):
+        if any(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            break
+    return state
+
+
+class PretrainedResNet(nn.Module):
+    def __init__(self, arch: str = "resnet34", weights: str | None = "IMAGENET1K_V1", num_classes: int = 10,
+                 freeze: str = "backbone"):
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"model.net.arch={arch!r}: use one of {sorted(ARCHS)}")
+        if freeze not in FREEZE:
+            raise ValueError(f"model.net.freeze={freeze!r}: use one of {list(FREEZE)}")
+        self.backbone = ARCHS[arch](weights=None)
+        if weights:
+            state = {k: v for k, v in self._pretrained_state(arch, str(weights)).items() if not k.startswith("fc.")}
+            missing = [k for k in self.backbone.load_state_dict(state, strict=False).missing_keys
+                       if not k.startswith("fc.")]
+            if missing:
+                raise ValueError(f"model.net.weights={weights} does not fit {arch}: missing {missing[:3]}...")
+        features = self.backbone.fc.in_features
+        self.backbone.fc = nn.Identity()
+        self.head = nn.Linear(features, num_classes)
+        self.frozen = freeze == "backbone"
+        if self.frozen:
+            self.backbone.requires_grad_(False)
+
+    @staticmethod
+    def _pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
+        path = Path(weights).expanduser()
+        if path.suffix in (".pt", ".pth", ".ckpt") or path.exists():
+            if not path.is_file():
+                raise FileNotFoundError(f"model.net.weights={weights}: no such file")
+            return _load_local(path)
+        enum = models.get_model_weights(arch)
+        if weights not in enum.__members__:
+            raise ValueError(f"model.net.weights={weights!r}: use one of {list(enum.__members__)}, a file path, or null")
+        try:
+            return enum[weights].get_state_dict(progress=False)
+        except OSError as e:  # URLError offline, with nothing cached
+            raise FileNotFoundError(
+                f"model.net.weights={weights}: cannot download ({e}); offline, put the file "
+                f"{Path(enum[weights].url).name} under $TORCH_HOME/hub/checkpoints/ or pass a local path"
+            ) from None
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.frozen:  # a feature extractor keeps its BatchNorm statistics: eval mode always
+            self.backbone.eval()
+        return self
+
+    def fsdp_units(self) -> list[nn.Module]:
+        return [block for layer in (self.backbone.layer1, self.backbone.layer2, self.backbone.layer3,
+                                    self.backbone.layer4) for block in layer]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

@@ -1,0 +1,184 @@
+"""Compose -> validate -> instantiate -> fit/test -> metrics. What train.py and sweep.py call.
+
+To run: `python train.py` (see README.md); from Python: `train(compose_config(["optimizer=adamw"]))`.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from optlab.rundirs import register_resolvers
+from optlab.validate import ConfigError, validate
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+METRICS_FILE = "metrics.json"
+register_resolvers()
+
+
+def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None, config_dir: Path = CONFIG_DIR,
+                   config_name: str = "train") -> DictConfig:
+    """The config `python train.py <overrides>` would see, for tests, notebooks and sweeps."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(config_dir), version_base="1.3"):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    with open_dict(cfg):  # what Hydra fills in at run time
+        cfg.hydra.runtime.cwd = os.getcwd()
+        cfg.hydra.runtime.output_dir = str(run_dir or cfg.hydra.run.dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+def _one_line(e: BaseException) -> str:
+    while isinstance(e, InstantiationException) and e.__cause__ is not None:
+        e = e.__cause__
+    text = str(e).strip().splitlines()
+    return text[0] if len(text) == 1 else " ".join(line.strip() for line in text if line.strip())
+
+
+def _instantiate_all(cfg: DictConfig):
+    """Build every object of the run; config mistakes surface here as ConfigError (one line)."""
+    try:
+        datamodule = instantiate(cfg.data)
+        scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+        model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
+        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
+        if not loggers:  # Lightning refuses a LearningRateMonitor with nothing to log to
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        trainer = instantiate(cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=callbacks,
+                              logger=loggers or False)
+    except (InstantiationException, ValueError, FileNotFoundError, TypeError) as e:
+        raise ConfigError(_one_line(e)) from e
+    return datamodule, model, trainer
+
+
+def _finish_wandb(failed: bool) -> None:
+    # Lightning never ends a W&B run; a run left open would swallow the next job's metrics (-m).
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish(exit_code=1 if failed else 0)
+
+
+def _scalars(metrics) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train (and test) as configured; returns the final metrics and writes metrics.json."""
+    validate(cfg)
+    start = time.perf_counter()
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule, model, trainer = _instantiate_all(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if hasattr(logger, "watch_model"):
+            logger.watch_model(model)
+    failed = True
+    try:
+        metrics: dict[str, float] = {}
+        if cfg.get("train", True):
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            metrics.update(_scalars(trainer.callback_metrics))
+        if cfg.get("test", True):
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+            metrics.update(_scalars(trainer.callback_metrics))
+        failed = False
+    finally:
+        _finish_wandb(failed)
+    metrics["wall_time_s"] = time.perf_counter() - start
+    metrics["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if trainer.is_global_zero:
+        run_dir = Path(cfg.paths.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        print_summary(metrics, run_dir)
+    return metrics
+
+
+def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"optlab run {run_dir}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in sorted(metrics):
+        if not key.startswith(("grad_norm/", "grad_to_weight/", "lr-")):
+            table.add_row(key, f"{metrics[key]:.4f}")
+    Console().print(table)
+
+
+# -- multirun + multi-process strategies --------------------------------------------------------
+
+def relaunches_argv(cfg: DictConfig) -> bool:
+    """True when Lightning would start the other ranks by re-running this command line."""
+    if "LOCAL_RANK" in os.environ:  # already one rank of a launched group
+        return False
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    many = devices == -1 or (isinstance(devices, int) and devices * nodes > 1) or isinstance(devices, (list, str)) and devices != "auto"
+    if not many:
+        return False
+    return OmegaConf.select(cfg, "strategy.start_method", default="popen") not in ("spawn", "fork", "forkserver")
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def train_in_subprocess(cfg: DictConfig) -> dict[str, float]:
+    """Run this multirun job as a fresh single run in its own process group and folder.
+
+    Lightning's subprocess DDP re-runs sys.argv; under `-m` that would re-run the whole sweep in
+    every rank. The job is replayed instead as `train.py <its overrides> hydra.run.dir=<job dir>`.
+    """
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    keep = ("hydra.searchpath", "hydra.job.chdir")
+    command = [sys.executable, os.path.abspath(sys.argv[0]),
+               "--config-name", hc.job.config_name,
+               *[o for o in hc.overrides.hydra if o.startswith(keep)], *hc.overrides.task,
+               f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
+    for source in hc.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            command[2:2] = ["--config-dir", source.path]
+    result = subprocess.run(command, env={**os.environ, "OPTLAB_CHILD_OF_MULTIRUN": "1"})
+    if result.returncode != 0:
+        raise RuntimeError(f"job {hc.job.num} ({' '.join(hc.overrides.task)}) failed with exit code "
+                           f"{result.returncode}; its log is in {run_dir}")
+    return json.loads((run_dir / METRICS_FILE).read_text())
+
+
+def run_job(cfg: DictConfig) -> dict[str, float]:
+    """What train.py's Hydra task does: one run, possibly one job of a multirun."""
+    if in_multirun() and relaunches_argv(cfg):
+        validate(cfg)
+        return train_in_subprocess(cfg)
+    return train(cfg)
+
+
+def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name} was not logged; logged: {', '.join(sorted(metrics))}")
+    return metrics[name]

@@ -1,0 +1,144 @@
+"""Check a composed config before anything expensive starts (process groups, data, GPU memory).
+
+Every problem is one line naming the key, the bad value and the fix. Checks are a table of
+(key, rule) pairs plus a signature check of every `_target_` node, so a fork's own classes get
+unknown-argument errors for free.
+"""
+
+import inspect
+import os
+import zipfile
+from pathlib import Path
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A problem with the user's config or command line: reported in one line, exit code 2."""
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# key -> (test, what it must be). A key missing from the config is not checked.
+RULES = {
+    "seed": (lambda v: v is None or _int(v), "an integer or null"),
+    "data.batch_size": (lambda v: _int(v) and v > 0, "a positive integer"),
+    "data.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "trainer.max_epochs": (lambda v: v is None or (_int(v) and v >= -1), "an integer >= -1 (-1: no limit)"),
+    "trainer.max_steps": (lambda v: _int(v) and v >= -1, "an integer >= -1 (-1: no limit)"),
+    "trainer.accumulate_grad_batches": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "trainer.gradient_clip_val": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
+    "trainer.gradient_clip_algorithm": (lambda v: v in ("norm", "value"), "norm or value"),
+    "trainer.precision": (lambda v: str(v) in {"32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed",
+                                               "bf16-true", "16-true"}, "32-true, bf16-mixed or 16-mixed"),
+    "trainer.devices": (lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, (list, str)),
+                        "a positive integer, -1, 'auto' or a list of device ids"),
+}
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def _fail(key: str, value, must: str) -> None:
+    raise ConfigError(f"{key}={value!r} is invalid: it must be {must} (set it with `{key}=...`)")
+
+
+def check_rules(cfg: DictConfig) -> None:
+    for key, (test, must) in RULES.items():
+        value = OmegaConf.select(cfg, key, default="__absent__")
+        if value != "__absent__" and not test(value):
+            _fail(key, value, must)
+
+
+def check_targets(node, path: str = "") -> None:
+    """Every `_target_` must import, and every key must be one of its arguments."""
+    if isinstance(node, DictConfig):
+        target = node.get("_target_") if "_target_" in node else None
+        if target is not None:
+            try:
+                obj = get_object(str(target))
+            except Exception as e:
+                raise ConfigError(f"{path or 'config'}._target_={target!r} cannot be imported ({e})") from None
+            _check_signature(obj, node, path)
+        for key in node.keys():
+            if key not in HYDRA_KEYS and OmegaConf.is_config(node._get_node(key)):
+                check_targets(node._get_node(key), f"{path}.{key}" if path else str(key))
+    elif OmegaConf.is_list(node):
+        for i, item in enumerate(node):
+            check_targets(item, f"{path}[{i}]")
+
+
+def _check_signature(obj, node: DictConfig, path: str) -> None:
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    for key in node.keys():
+        if key not in HYDRA_KEYS and key not in params:
+            accepted = ", ".join(k for k in params if k not in ("self", "args", "kwargs"))
+            raise ConfigError(f"{path}.{key} is not an argument of {node._target_} (it takes: {accepted}); "
+                              f"remove it with `~{path}.{key}`")
+
+
+def check_devices(cfg: DictConfig) -> None:
+    devices = OmegaConf.select(cfg, "trainer.devices")
+    if not _int(devices) or devices < 1:
+        return
+    accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))
+    import torch
+
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        available, what = torch.cuda.device_count(), "GPUs"
+    else:
+        available, what = os.cpu_count() or 1, "CPU cores (one process per device)"
+    if devices > available:
+        raise ConfigError(f"trainer.devices={devices} but this machine has {available} {what}; "
+                          f"use trainer.devices={available} or fewer")
+
+
+def check_checkpoint(cfg: DictConfig) -> None:
+    ckpt = cfg.get("ckpt_path")
+    if not ckpt:
+        return
+    path = Path(str(ckpt)).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt} does not exist; pass a file such as logs/train/<run_id>/checkpoints/last.ckpt")
+    if not zipfile.is_zipfile(path):  # torch.save's format is a zip archive: a cut-off file is not
+        raise ConfigError(f"ckpt_path={ckpt} is corrupted or not a torch checkpoint; pick another file in its "
+                          "checkpoints/ folder (last.ckpt or best-*.ckpt)")
+    import torch
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:
+        raise ConfigError(f"ckpt_path={ckpt} cannot be read ({type(e).__name__}); it is corrupted, pick another "
+                          "file in its checkpoints/ folder") from None
+    if not isinstance(blob, dict) or "state_dict" not in blob:
+        raise ConfigError(f"ckpt_path={ckpt} is not a Lightning checkpoint (no state_dict); "
+                          "for pretrained weights use model.net.weights=<file>")
+
+
+def check_data(cfg: DictConfig) -> None:
+    """A data class may define `check_config(node)` for what only it knows (files on disk, shapes)."""
+    target = OmegaConf.select(cfg, "data._target_")
+    check = getattr(get_object(target), "check_config", None) if target else None
+    if check is not None:
+        check(cfg.data)
+
+
+def validate(cfg: DictConfig) -> None:
+    check_rules(cfg)
+    check_targets(cfg)
+    check_devices(cfg)
+    check_data(cfg)
+    check_checkpoint(cfg)
