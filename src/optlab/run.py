@@ -56,7 +56,7 @@ def _instantiate_all(cfg: DictConfig):
     try:
         datamodule = instantiate(cfg.data)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler)
+        model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, _convert_="all")
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
         if not loggers:  # Lightning refuses a LearningRateMonitor with nothing to log to
@@ -98,7 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             metrics.update(_scalars(trainer.callback_metrics))
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
             metrics.update(_scalars(trainer.callback_metrics))
         failed = False
     finally:

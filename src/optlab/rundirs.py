@@ -5,6 +5,7 @@ the same second. Resuming from `<run>/checkpoints/x.ckpt` reuses `<run>` (one ru
 writes the resumed config to `.hydra/resume-<id>/`, leaving the original config untouched.
 """
 
+import os
 import secrets
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ def config_subdir(ckpt_path: str | None = None) -> str:
 
 
 def register_resolvers() -> None:
-    for name, fn in {"optlab_run_id": run_id, "optlab_run_dir": run_dir, "optlab_config_subdir": config_subdir}.items():
+    # optlab_cwd, not ${hydra:runtime.cwd}: Hydra resolves hydra.sweep.dir before it sets HydraConfig.
+    for name, fn in {"optlab_cwd": os.getcwd, "optlab_run_id": run_id, "optlab_run_dir": run_dir, "optlab_config_subdir": config_subdir}.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

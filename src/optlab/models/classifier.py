@@ -22,7 +22,9 @@ class ImageClassifier(L.LightningModule):
                  scheduler: Callable | None = None, param_groups: dict | None = None,
                  label_smoothing: float = 0.0, compile: bool = False):
         super().__init__()
-        self.save_hyperparameters(ignore=["net"], logger=False)
+        # Plain values only: checkpoints then load with torch's weights_only=True. The net, optimizer
+        # and scheduler are rebuilt from the config (saved next to the checkpoint in .hydra/).
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
