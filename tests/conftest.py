@@ -1,0 +1,34 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+
+def run_cli(args: list[str], cwd: Path = REPO, timeout: int = 300, **env) -> subprocess.CompletedProcess:
+    """`python train.py <args>` as a user runs it; tests/ is importable for helper callbacks."""
+    full_env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                "WANDB_SILENT": "true", **env}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """compose_config with every output under tmp_path; the run dir is tmp_path/run."""
+    from optlab.run import compose_config
+
+    def make(*overrides: str, run_dir: Path | None = None):
+        run_dir = run_dir or tmp_path / "run"
+        return compose_config([f"paths.log_dir={tmp_path / 'logs'}", *overrides], run_dir=run_dir)
+
+    return make
