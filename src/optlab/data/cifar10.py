@@ -19,6 +19,8 @@ class CIFAR10Files(datasets.CIFAR10):
 
     def __init__(self, *args, verify_md5: bool = True, **kwargs):
         self.verify_md5 = verify_md5
+        if not verify_md5:  # torchvision checks batches.meta's md5 on its own, in _load_meta()
+            self.meta = {**self.meta, "md5": None}
         super().__init__(*args, **kwargs)
 
     def _check_integrity(self) -> bool:
@@ -26,6 +28,10 @@ class CIFAR10Files(datasets.CIFAR10):
             return super()._check_integrity()
         folder = Path(self.root) / self.base_folder
         return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+    @classmethod
+    def file_names(cls) -> list[str]:
+        return [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
 
 
 class CIFAR10DataModule(SplitDataModule):
@@ -46,9 +52,16 @@ class CIFAR10DataModule(SplitDataModule):
         from optlab.validate import ConfigError
 
         root = Path(str(node.root)).expanduser()
-        if not node.get("download") and not (root / CIFAR10Files.base_folder).is_dir():
+        if node.get("download"):
+            return
+        folder = root / CIFAR10Files.base_folder
+        if not folder.is_dir():
             raise ConfigError(f"data.root={node.root} has no {CIFAR10Files.base_folder}/; point data.root at the "
                               "folder that holds it, or set data.download=true when online")
+        missing = [name for name in CIFAR10Files.file_names() if not (folder / name).is_file()]
+        if missing:
+            raise ConfigError(f"data.root={node.root}: {CIFAR10Files.base_folder}/ lacks {', '.join(missing)}; "
+                              "extract the whole archive there, or set data.download=true when online")
 
     def _transforms(self, train: bool) -> transforms.Compose:
         steps = []
@@ -65,6 +78,12 @@ class CIFAR10DataModule(SplitDataModule):
             return CIFAR10Files(self.root, train=train, transform=transform, download=self.download,
                                 verify_md5=self.verify_md5)
         except (RuntimeError, OSError) as e:  # torchvision: "Dataset not found or corrupted"; URLError offline
+            folder = Path(self.root) / CIFAR10Files.base_folder
+            if self.verify_md5 and all((folder / name).is_file() for name in CIFAR10Files.file_names()):
+                raise FileNotFoundError(
+                    f"data.root={self.root}: the files in {CIFAR10Files.base_folder}/ fail torchvision's md5 "
+                    "check; re-extract the original archive, or set data.verify_md5=false for a re-packed copy"
+                ) from None
             raise FileNotFoundError(
                 f"data.root={self.root} holds no usable CIFAR-10 ({e}); put cifar-10-batches-py/ there, "
                 "point data.root at a folder that has it, or set data.download=true when online"

@@ -1,10 +1,17 @@
-"""A shuffling sampler whose order depends only on (seed, epoch).
+"""A shuffling sampler whose epoch depends only on (seed, epoch): resumes repeat it exactly.
 
 torch's RandomSampler draws its order from the global RNG, so a run resumed from a checkpoint
-shuffles differently from one never stopped. This one is reproducible across resumes; it stays a
-RandomSampler subclass so Lightning still swaps in a (seeded) DistributedSampler under DDP.
+shuffles differently from one never stopped. This one seeds its own generator from
+(seed, epoch) and, when the epoch's iteration starts, reseeds the global RNGs the same way, so
+augmentation and dropout draws of that epoch repeat too. That has to happen here: Lightning
+fetches the first batch before on_train_epoch_start, and skips that hook for an epoch restarted
+from an end-of-epoch checkpoint. It stays a RandomSampler so Lightning still swaps in a seeded
+DistributedSampler under DDP.
 """
 
+import random
+
+import numpy as np
 import torch
 from torch.utils.data import RandomSampler
 
@@ -19,5 +26,9 @@ class EpochSeededSampler(RandomSampler):
         self.epoch = epoch
 
     def __iter__(self):
-        self.generator = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch)
+        epoch_seed = (self.seed + 1_000_003 * self.epoch) % 2**32
+        self.generator = torch.Generator().manual_seed(epoch_seed)
+        torch.manual_seed(epoch_seed + 1)
+        random.seed(epoch_seed + 1)
+        np.random.seed((epoch_seed + 1) % 2**32)
         return super().__iter__()

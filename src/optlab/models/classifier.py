@@ -5,7 +5,6 @@ test/acc. `examples_seen` (all ranks together) is logged too: it is the fair x-a
 with different batch sizes or device counts are compared.
 """
 
-import os
 from collections.abc import Callable
 
 import lightning as L
@@ -68,14 +67,6 @@ class ImageClassifier(L.LightningModule):
         self.val_acc_best.reset()  # the sanity check must not count as a best
         if self._resumed_best is not None:
             self.val_acc_best.update(torch.tensor(self._resumed_best))
-
-    def on_train_epoch_start(self) -> None:
-        # Each epoch's randomness (augmentation, dropout, worker seeds) depends only on
-        # (seed, epoch, rank), so a run resumed at an epoch boundary repeats it exactly.
-        base = int(os.environ.get("PL_GLOBAL_SEED", 0))
-        L.seed_everything(base + 1_000_003 * self.current_epoch + 7919 * self.global_rank,
-                          workers=True, verbose=False)
-        os.environ["PL_GLOBAL_SEED"] = str(base)  # seed_everything overwrote it
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self._step(batch)

@@ -51,6 +51,9 @@ class PretrainedResNet(nn.Module):
         self.frozen = freeze == "backbone"
         if self.frozen:
             self.backbone.requires_grad_(False)
+            # Lightning (2.2+) trains modules in the mode it finds them and never calls .train() at fit
+            # start, so a fresh, train-mode backbone would update its BatchNorm statistics.
+            self.backbone.eval()
 
     @staticmethod
     def _pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
@@ -62,12 +65,19 @@ class PretrainedResNet(nn.Module):
         enum = models.get_model_weights(arch)
         if weights not in enum.__members__:
             raise ValueError(f"model.net.weights={weights!r}: use one of {list(enum.__members__)}, a file path, or null")
+        name = Path(enum[weights].url).name
+        cache = Path(torch.hub.get_dir()) / "checkpoints"  # $TORCH_HOME/hub/checkpoints, resolved
         try:
             return enum[weights].get_state_dict(progress=False)
         except OSError as e:  # URLError offline, with nothing cached
             raise FileNotFoundError(
-                f"model.net.weights={weights}: cannot download ({e}); offline, put the file "
-                f"{Path(enum[weights].url).name} under $TORCH_HOME/hub/checkpoints/ or pass a local path"
+                f"model.net.weights={weights}: cannot download ({e}); offline, put the file {name} in {cache}/ "
+                "or pass a local path"
+            ) from None
+        except Exception as e:  # a cached file that is cut off or not a torch file
+            raise ValueError(
+                f"model.net.weights={weights}: {cache / name} is not a readable checkpoint ({type(e).__name__}: "
+                f"{e}); delete it to download again, or replace it with a good copy"
             ) from None
 
     def train(self, mode: bool = True):

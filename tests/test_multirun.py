@@ -1,0 +1,39 @@
+"""`train.py -m`: one folder, one W&B run and one summary row per job; multi-process jobs are
+replayed as single runs so Lightning's re-launch of sys.argv cannot re-run the sweep."""
+
+import csv
+import json
+
+import pytest
+
+
+def sweep_dirs(logs):
+    return sorted((logs / "train").glob("multirun-*"))
+
+
+def test_multirun_two_jobs(cli, tmp_path):
+    logs = tmp_path / "logs"
+    result = cli(["-m", "optimizer.lr=0.01,0.1", "trainer.max_epochs=1", "test=false", f"paths.log_dir={logs}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sweep_dirs(logs)
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["overrides"].split()[0] for r in rows] == ["optimizer.lr=0.01", "optimizer.lr=0.1"]
+    for job, row in enumerate(rows):
+        metrics = json.loads((sweep / str(job) / "metrics.json").read_text())
+        assert float(row["val/acc_best"]) == pytest.approx(metrics["val/acc_best"])
+        assert len(list((sweep / str(job)).glob("wandb/offline-run-*"))) == 1
+    assert "val/acc_best" in result.stdout and "optimizer.lr=0.1" in result.stdout  # the final table
+    assert (sweep / "summary.md").read_text().count("| ok |") == 2
+
+
+@pytest.mark.slow
+def test_multirun_with_subprocess_ddp(cli, tmp_path):
+    logs = tmp_path / "logs"
+    result = cli(["-m", "optimizer.lr=0.05,0.1", "strategy=ddp", "trainer.devices=2", "trainer.max_epochs=1",
+                  "test=false", "logger=csv", f"paths.log_dir={logs}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = sweep_dirs(logs)  # a child that re-ran the sweep would have made a second one
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    for job in ("0", "1"):
+        assert (sweep / job / "train_ddp_process_1.log").exists()  # rank 1 ran inside the job's folder
+        assert json.loads((sweep / job / "metrics.json").read_text())["val/acc_best"] > 0
