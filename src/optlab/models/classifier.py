@@ -58,6 +58,25 @@ class ImageClassifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def _average_buffers(self) -> None:
+        """FSDP2 leaves buffers (BatchNorm running stats) to drift apart per rank, where DDP
+        broadcasts rank 0's; average them so every rank evaluates and saves the same model."""
+        if self.device_mesh is None:
+            return
+        import torch.distributed as dist
+
+        group = self.device_mesh["data_parallel"].get_group()
+        for buffer in self.net.buffers():
+            if buffer.is_floating_point():
+                dist.all_reduce(buffer, op=dist.ReduceOp.SUM, group=group)
+                buffer.div_(dist.get_world_size(group))
+
+    def on_validation_epoch_start(self) -> None:
+        self._average_buffers()
+
+    def on_train_end(self) -> None:
+        self._average_buffers()
+
     def _step(self, batch):
         x, y = batch
         logits = self(x)
