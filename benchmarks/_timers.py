@@ -1,0 +1,87 @@
+"""Lightning callbacks the benchmarks add to the template's own runs through a config override.
+
+    +callbacks.step_timer._target_=benchmarks._timers.StepTimer     (template_overhead.py)
+    +callbacks.first_step._target_=benchmarks._timers.FirstStepTimer (startup.py)
+
+The repository root must be importable (startup.py sets PYTHONPATH for its subprocesses).
+"""
+
+import cProfile
+import json
+import os
+import time
+
+import torch
+from lightning.pytorch import Callback
+
+IMPORTED_AT = time.time()  # first import happens when the config is validated (check_targets)
+
+
+class StepTimer(Callback):
+    """Times `steps` whole training steps after `warmup` steps: from the start of batch `warmup`
+    to the start of batch `warmup + steps` (data loading, hooks, logging and progress bar included).
+
+    The last instance made is kept in StepTimer.last so the caller can read the result.
+    """
+
+    last: "StepTimer | None" = None
+
+    def __init__(self, warmup: int = 10, steps: int = 100, profile: bool = False):
+        self.warmup, self.steps, self.calls = warmup, steps, 0
+        self.start = self.end = None
+        self.threads = None
+        self.profiler = cProfile.Profile() if profile else None
+        StepTimer.last = self
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.calls == self.warmup:
+            self.threads = torch.get_num_threads()
+            if self.profiler:
+                self.profiler.enable()
+            self.start = time.perf_counter()
+        elif self.calls == self.warmup + self.steps:
+            self.end = time.perf_counter()
+            if self.profiler:
+                self.profiler.disable()
+        self.calls += 1
+
+    @property
+    def steps_per_s(self) -> float:
+        if self.end is None:
+            raise RuntimeError(f"only {self.calls} training batches ran; need warmup + steps + 1 = "
+                               f"{self.warmup + self.steps + 1} (raise trainer.max_steps or data.num_samples)")
+        return self.steps / (self.end - self.start)
+
+
+class FirstStepTimer(Callback):
+    """Writes wall-clock times (time.time()) of the fit's milestones, up to the first training batch,
+    as JSON to the file named by $OPTLAB_BENCH_TIMES."""
+
+    def __init__(self):
+        self.times = {"callback module imported": IMPORTED_AT, "callback made": time.time()}
+
+    def _mark(self, name: str) -> None:
+        self.times.setdefault(name, time.time())
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self._mark("fit: setup hook")
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._mark("fit: on_fit_start")
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._mark("fit: sanity check start")
+
+    def on_sanity_check_end(self, trainer, pl_module) -> None:
+        self._mark("fit: sanity check end")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._mark("fit: on_train_start")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if "first training batch" not in self.times:
+            self._mark("first training batch")
+            path = os.environ.get("OPTLAB_BENCH_TIMES")
+            if path:
+                with open(path, "w") as f:
+                    json.dump(self.times, f)

@@ -1,0 +1,332 @@
+"""What the template costs per training step: its Trainer loop vs a bare PyTorch loop, same work.
+
+Both sides train the same network (optlab.models.ResNet with the config's arguments), with the
+same optimizer and param groups, LR schedule, DataLoader and thread count, in one process:
+  - template: optlab.run.train(cfg) with cfg composed like `python train.py data=synthetic
+    logger=none test=false ...`, i.e. the template's LightningModule (metrics, self.log), the
+    Trainer, and the default callbacks (checkpoint, early stopping, Rich progress bar, gradient
+    monitor; the LR monitor drops out without a logger). The progress bar draws to a pseudo-terminal
+    (drained by `cat`), as it does for a user at a terminal: Rich redraws nothing into a pipe.
+  - the template without its progress bar (`~callbacks.rich_progress_bar
+    ++trainer.enable_progress_bar=false`), and without any callback (`callbacks=none
+    ++trainer.enable_progress_bar=false`), so the cost of each is visible.
+  - bare: for x, y in loader: zero_grad, forward, cross-entropy, backward, step, scheduler step.
+Only steady-state steps are timed: `--steps` steps after `--warmup` steps, from the start of one
+batch to the start of the batch `--steps` later (data loading included; validation, checkpoint
+saving and setup fall outside the window: the run is one epoch, timed up to its last batch). Variants are
+interleaved, rotating the order each repeat, to spread drift and other load evenly; the median
+steps/s of each is reported, and overhead = bare steps/s / template steps/s - 1 (target: <= 5%).
+When the default template's overhead is above --target (or with --profile), one more template run
+is profiled (cProfile over the timed steps only) and its main contributors are reported.
+
+The default workload is the default model (ResNet blocks [1,1], widths [32,64]) on synthetic
+1x8x8 images (the digits shape), batch 64: tens of ms per step on a 2-core CPU. 3x32x32 inputs
+take ~0.3-1 s per step there; pass e.g. `data.shape=[3,16,16] model.net.widths=[16,32]` to change.
+
+To run (about 2 minutes on 2 CPU cores):
+    python benchmarks/template_overhead.py
+    python benchmarks/template_overhead.py --repeats 7 --steps 200 data.shape=[3,16,16]
+    python benchmarks/template_overhead.py --profile --no-record
+"""
+
+import argparse
+import contextlib
+import cProfile
+import fcntl
+import io
+import os
+import pstats
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+import _report  # noqa: E402
+
+BASE_OVERRIDES = ["data=synthetic", "data.shape=[1,8,8]", "logger=none", "test=false"]
+VARIANTS = {  # name -> (extra overrides, progress bar on a terminal)
+    "template (default callbacks)": ([], True),
+    "template (default callbacks, no progress bar)": (["~callbacks.rich_progress_bar",
+                                                       "++trainer.enable_progress_bar=false"], False),
+    "template (callbacks=none, no progress bar)": (["callbacks=none", "++trainer.enable_progress_bar=false"], False),
+    "bare PyTorch loop": (None, False),
+}
+TEMPLATE = "template (default callbacks)"
+BARE = "bare PyTorch loop"
+
+
+@contextlib.contextmanager
+def terminal_stdout(columns: int = 120, rows: int = 40):
+    """sys.stdout on a pseudo-terminal whose output `cat` throws away, so Rich draws as for a user."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    drain = subprocess.Popen(["cat"], stdin=master, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tty = os.fdopen(slave, "w", buffering=1)
+    saved = sys.stdout
+    sys.stdout = tty
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+        tty.close()
+        drain.wait()
+        os.close(master)
+
+
+def compose(overrides: list[str], run_dir: str):
+    from hydra.core.global_hydra import GlobalHydra
+
+    from optlab.run import compose_config
+
+    GlobalHydra.instance().clear()
+    return compose_config(overrides, run_dir=run_dir)
+
+
+def template_steps_per_s(overrides: list[str], terminal: bool, args, profile: bool = False):
+    """One run of optlab.run.train with a StepTimer callback; returns (steps/s, threads, profiler)."""
+    from optlab.run import train
+
+    from benchmarks._timers import StepTimer
+
+    timer = ["+callbacks.step_timer._target_=benchmarks._timers.StepTimer",
+             f"+callbacks.step_timer.warmup={args.warmup}", f"+callbacks.step_timer.steps={args.steps}",
+             f"+callbacks.step_timer.profile={profile}"]
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = compose(overrides + timer, run_dir)
+        out = io.StringIO()  # the model summary and the final table; the progress bar goes to stdout
+        with terminal_stdout() if terminal else contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            train(cfg)
+    t = StepTimer.last
+    return t.steps_per_s, t.threads, t.profiler
+
+
+def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
+    """The same network, optimizer, schedule and DataLoader in a plain loop."""
+    import lightning as L
+    import torch
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    from torch import nn
+
+    from optlab.optim import build_optimizer
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = compose(overrides, run_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    net = instantiate(cfg.model.net)
+    groups = OmegaConf.to_container(cfg.model.param_groups, resolve=True) or {}
+    optimizer = build_optimizer(net, instantiate(cfg.optimizer), **groups)
+    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=cfg.trainer.max_steps) if cfg.get("scheduler") else None
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg.model.label_smoothing)
+    net.train()
+    profiler = cProfile.Profile() if profile else None
+    start = end = None
+    for i, (x, y) in enumerate(loader):
+        if i == args.warmup:
+            threads = torch.get_num_threads()
+            if profiler:
+                profiler.enable()
+            start = time.perf_counter()
+        elif i == args.warmup + args.steps:
+            end = time.perf_counter()
+            if profiler:
+                profiler.disable()
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss = criterion(net(x), y)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+    if end is None:
+        raise RuntimeError("the loader ran out before warmup + steps batches; raise data.num_samples")
+    return args.steps / (end - start), threads, profiler
+
+
+def workload_overrides(args) -> tuple[list[str], dict]:
+    """Base + user overrides; the one epoch is exactly max_steps batches, max_steps = warmup + steps + 1.
+
+    Ending on the epoch's last batch lets validation run (after the timed window): a run stopped by
+    max_steps in mid-epoch crashes in EarlyStopping (val/acc missing) with the default callbacks.
+    """
+    overrides = BASE_OVERRIDES + args.overrides
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = compose(overrides, run_dir)
+    batch = int(cfg.data.batch_size)
+    max_steps = args.warmup + args.steps + 1
+    extra = [f"data.num_samples={batch * max_steps}", f"trainer.max_steps={max_steps}"]
+    info = {"batch": batch, "shape": list(cfg.data.shape), "blocks": list(cfg.model.net.blocks),
+            "widths": list(cfg.model.net.widths), "optimizer": cfg.optimizer._target_,
+            "scheduler": (cfg.get("scheduler") or {}).get("_target_", "none")}
+    return overrides + extra, info
+
+
+NET = "network forward + loss (torch)"
+BWD = "backward + optimizer + LR scheduler (torch)"
+OWNERS = [  # (part of a source path, category); the first match wins; None: charged to the callers
+    ("/rich/", "progress bar (Lightning's RichProgressBar, rich)"),
+    ("/callbacks/progress/", "progress bar (Lightning's RichProgressBar, rich)"),
+    ("/torchmetrics/", "torchmetrics (train/loss, train/acc)"),
+    ("optlab/callbacks/", "optlab GradientMonitor (every 25 steps)"),
+    ("optlab/models/classifier.py", "optlab ImageClassifier (training_step's own lines)"),
+    ("/lightning/pytorch/core/module.py", "Lightning LightningModule.log (ResultCollection)"),
+    ("/logger_connector/", "Lightning LightningModule.log (ResultCollection)"),
+    ("/lightning/fabric/utilities/", None),  # apply_to_collection, move_data_to_device: for their callers
+    ("/lightning/", "Lightning loop, hooks, other callbacks"),
+    ("/lightning_utilities/", None),
+    ("torch/utils/data/", "data loading (DataLoader, sampler)"),
+    ("optlab/data/", "data loading (DataLoader, sampler)"),
+    ("optlab/models/", NET),
+    ("torch/nn/parameter.py", None),  # isinstance checks of nn.Module.__setattr__ (torchmetrics states)
+    ("torch/nn/", NET),  # nn.Module.__call__, layers, functional: the network (attribute access: see owner)
+    ("torch/autograd/", BWD),
+    ("torch/optim/", BWD),
+    ("/torch/", None),  # nn.Module.__call__, __setattr__, ...: for whoever called them
+    ("benchmarks/", "the bare loop's own lines, timer"),
+]
+UNOWNED = "unattributed (recursion)"
+
+
+MODULE_ATTRS = ("__setattr__", "__getattr__", "__delattr__")  # used by Lightning and torchmetrics objects too
+
+
+def owner(func: tuple) -> str | None:
+    """The category of a profiled (file, line, name); None for builtins, the standard library and
+    generic helpers, which are charged to their callers."""
+    f = func[0].replace(os.sep, "/")
+    if "torch/nn/modules/module.py" in f and func[2] in MODULE_ATTRS:
+        return None
+    return next((name for part, name in OWNERS if part in f), None)
+
+
+def profile_breakdown(profiler: cProfile.Profile) -> dict[str, float]:
+    """Own time of every profiled function, by category. A builtin, standard-library or generic
+    helper function (a torch op, isinstance, copy.deepcopy, nn.Module.__call__) is charged to the
+    categories of its callers, in proportion to the time each caller spent in it: torch ops run
+    by torchmetrics count as torchmetrics, deepcopy called from self.log as logging."""
+    stats = pstats.Stats(profiler).stats
+    shares: dict = {}
+
+    def resolve(func, seen=frozenset()) -> dict[str, float]:
+        """Fractions of func's time per category; {} when every caller path loops back (recursion)."""
+        if func in shares:
+            return shares[func]
+        cat = owner(func)
+        if cat is not None or func not in stats:
+            return {cat or UNOWNED: 1.0}
+        resolved = {}
+        for caller, v in stats[func][4].items():
+            if caller != func and caller not in seen:
+                parts = resolve(caller, seen | {func})
+                if parts:
+                    resolved[caller] = (v[2], parts)
+        weight = sum(tt for tt, _ in resolved.values())
+        result: dict[str, float] = {}
+        for tt, parts in resolved.values():
+            w = tt / weight if weight else 1 / len(resolved)
+            for name, frac in parts.items():
+                result[name] = result.get(name, 0.0) + frac * w
+        if not seen:
+            shares[func] = result
+        return result
+
+    totals: dict[str, float] = {}
+    for func, (_, _, tottime, _, _) in stats.items():
+        for name, frac in (resolve(func) or {UNOWNED: 1.0}).items():
+            totals[name] = totals.get(name, 0.0) + tottime * frac
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs of each variant (interleaved)")
+    parser.add_argument("--warmup", type=int, default=10, help="steps before timing starts")
+    parser.add_argument("--steps", type=int, default=100, help="steps timed per run")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads for all")
+    parser.add_argument("--target", type=float, default=5.0, help="overhead (%%) above which to profile")
+    parser.add_argument("--profile", action="store_true", help="profile the template even under the target")
+    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides (data, model, optimizer)")
+    args = parser.parse_args()
+    started, load_before = _report.now(), _report.load()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    overrides, info = workload_overrides(args)
+    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    threads_seen = set()
+    names = list(VARIANTS)
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            extra, terminal = VARIANTS[name]
+            if extra is None:
+                sps, threads, _ = bare_steps_per_s(overrides, args)
+            else:
+                sps, threads, _ = template_steps_per_s(overrides + extra, terminal, args)
+            results[name].append(sps)
+            threads_seen.add(threads)
+            print(f"repeat {r + 1}/{args.repeats} {name:45s} {sps:7.2f} steps/s", flush=True)
+
+    bare = statistics.median(results[BARE])
+    headers = ["variant", "median steps/s", "ms/step", "min-max steps/s", "overhead vs bare", "runs (steps/s)"]
+    rows = []
+    for name, values in results.items():
+        med = statistics.median(values)
+        overhead = "" if name == BARE else f"{(bare / med - 1) * 100:+.1f}%"
+        rows.append([name, f"{med:.2f}", f"{1000 / med:.1f}", f"{min(values):.2f}-{max(values):.2f}", overhead,
+                     ", ".join(f"{v:.1f}" for v in values)])
+    text = _report.table(headers, rows)
+    overhead = (bare / statistics.median(results[TEMPLATE]) - 1) * 100
+    workload = (f"ResNet blocks {info['blocks']} widths {info['widths']} on synthetic {info['shape']} images, "
+                f"batch {info['batch']}, {info['optimizer']} with {info['scheduler']}; {args.steps} steps timed after "
+                f"{args.warmup} warm-up steps, {args.repeats} interleaved repeats, torch threads {sorted(threads_seen)}")
+    verdict = "within" if overhead <= args.target else "above"
+    print(f"\n{workload}\noverrides: {' '.join(overrides)}\n\n{text}\n\n"
+          f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target)")
+
+    profile_md = ""
+    if args.profile or overhead > args.target:
+        print("\nprofiling one more run of the template and of the bare loop (cProfile, timed steps only) ...",
+              flush=True)
+        _, _, prof_t = template_steps_per_s(overrides, VARIANTS[TEMPLATE][1], args, profile=True)
+        _, _, prof_b = bare_steps_per_s(overrides, args, profile=True)
+        parts_t, parts_b = profile_breakdown(prof_t), profile_breakdown(prof_b)
+        per_step = 1000 / args.steps
+        prow = [[k, f"{v * per_step:.2f}", f"{parts_b.get(k, 0.0) * per_step:.2f}",
+                 f"{(v - parts_b.get(k, 0.0)) * per_step:+.2f}"] for k, v in parts_t.items()]
+        tot_t, tot_b = sum(parts_t.values()), sum(parts_b.values())
+        prow.append(["**total (main thread)**", f"{tot_t * per_step:.2f}", f"{tot_b * per_step:.2f}",
+                     f"{(tot_t - tot_b) * per_step:+.2f}"])
+        ptable = _report.table(["own time by category (ms/step)", "template", "bare", "difference"], prow)
+        top = io.StringIO()
+        pstats.Stats(prof_t, stream=top).sort_stats("tottime").print_stats(20)
+        print(f"\n{ptable}\n\ntemplate, top functions by own time:\n{top.getvalue()}")
+        profile_md = (f"\nWhere the time goes: cProfile of the main thread over the {args.steps} timed steps of one more "
+                      "run of each (the profiler slows Python code more than torch kernels, so the template's share is "
+                      "overstated; the progress bar's refresh thread is not profiled: compare the variants above for it). "
+                      "A builtin or standard-library function, e.g. a torch op or copy.deepcopy, is charged to the code "
+                      "that called it, and Lightning's apply_to_collection helpers to their callers.\n\n"
+                      f"{ptable}\n")
+
+    body = (f"Workload: {workload}. Both sides run in one process; the template is `optlab.run.train(cfg)` with "
+            f"cfg = `python train.py {' '.join(overrides)}` plus a timing callback, its Rich progress bar drawing "
+            f"to a pseudo-terminal. Overhead = bare steps/s / template steps/s - 1.\n\n"
+            f"{text}\n\n"
+            f"Template overhead with the default callbacks: **{overhead:+.1f}%**, {verdict} the {args.target:g}% "
+            f"target.\n{profile_md}")
+    if not args.no_record:
+        _report.append_section("Template overhead per training step", body, started, load_before)
+
+
+if __name__ == "__main__":
+    main()
