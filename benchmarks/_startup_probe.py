@@ -26,9 +26,10 @@ _seen = {name.split(".")[0] for name in sys.modules}
 def mark(name: str) -> None:
     """Record that the phase `name` ended now, with the top-level packages it imported."""
     now = time.time()
-    new = sorted({m.split(".")[0] for m in sys.modules} - _seen - {"__main__"})
+    new = sorted({m.split(".")[0] for m in sys.modules} - _seen)
     _seen.update(new)
-    marks.append((name, now, [m for m in new if not m.startswith("_")]))
+    stdlib = getattr(sys, "stdlib_module_names", frozenset())
+    marks.append((name, now, [m for m in new if not m.startswith("_") and m not in stdlib]))
 
 
 def write() -> None:
@@ -37,7 +38,7 @@ def write() -> None:
         Path(path).write_text(json.dumps({"start": START, "marks": marks}))
 
 
-mark("interpreter start, probe's imports")
+mark("probe's own imports (json, runpy)")
 import torch  # noqa: E402,F401
 
 mark("import torch")

@@ -7,6 +7,8 @@ same optimizer and param groups, LR schedule, DataLoader and thread count, in on
     Trainer, and the default callbacks (checkpoint, early stopping, Rich progress bar, gradient
     monitor; the LR monitor drops out without a logger). The progress bar draws to a pseudo-terminal
     (drained by `cat`), as it does for a user at a terminal: Rich redraws nothing into a pipe.
+  - the same with stdout not a terminal (a pipe or file: nohup, batch jobs), where Rich draws
+    nothing live,
   - the template without its progress bar (`~callbacks.rich_progress_bar
     ++trainer.enable_progress_bar=false`), and without any callback (`callbacks=none
     ++trainer.enable_progress_bar=false`), so the cost of each is visible.
@@ -16,17 +18,20 @@ batch to the start of the batch `--steps` later (data loading included; validati
 saving and setup fall outside the window: the run is one epoch, timed up to its last batch). Variants are
 interleaved, rotating the order each repeat, to spread drift and other load evenly; the median
 steps/s of each is reported, and overhead = bare steps/s / template steps/s - 1 (target: <= 5%).
-When the default template's overhead is above --target (or with --profile), one more template run
-is profiled (cProfile over the timed steps only) and its main contributors are reported.
+When the default template's overhead is above --target (or with --profile), one more run of the
+template and of the bare loop is profiled (cProfile over the timed steps only) and their time
+compared by category (Lightning loop, self.log, torchmetrics, progress bar, torch, ...).
+--variant adds template variants, e.g. a what-if config: 'NAME:OVERRIDE OVERRIDE'.
 
 The default workload is the default model (ResNet blocks [1,1], widths [32,64]) on synthetic
 1x8x8 images (the digits shape), batch 64: tens of ms per step on a 2-core CPU. 3x32x32 inputs
-take ~0.3-1 s per step there; pass e.g. `data.shape=[3,16,16] model.net.widths=[16,32]` to change.
+take a few hundred ms per step there; pass e.g. `data.shape=[3,16,16] model.net.widths=[16,32]` to change.
 
 To run (about 2 minutes on 2 CPU cores):
     python benchmarks/template_overhead.py
     python benchmarks/template_overhead.py --repeats 7 --steps 200 data.shape=[3,16,16]
     python benchmarks/template_overhead.py --profile --no-record
+    python benchmarks/template_overhead.py --variant 'refresh 10/s:++callbacks.rich_progress_bar.refresh_rate=10'
 """
 
 import argparse
@@ -51,13 +56,14 @@ import _report  # noqa: E402
 
 BASE_OVERRIDES = ["data=synthetic", "data.shape=[1,8,8]", "logger=none", "test=false"]
 VARIANTS = {  # name -> (extra overrides, progress bar on a terminal)
-    "template (default callbacks)": ([], True),
+    "template (default callbacks, terminal)": ([], True),
+    "template (default callbacks, stdout not a terminal)": ([], False),
     "template (default callbacks, no progress bar)": (["~callbacks.rich_progress_bar",
                                                        "++trainer.enable_progress_bar=false"], False),
     "template (callbacks=none, no progress bar)": (["callbacks=none", "++trainer.enable_progress_bar=false"], False),
     "bare PyTorch loop": (None, False),
 }
-TEMPLATE = "template (default callbacks)"
+TEMPLATE = "template (default callbacks, terminal)"
 BARE = "bare PyTorch loop"
 
 
@@ -125,7 +131,9 @@ def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
     net = instantiate(cfg.model.net)
     groups = OmegaConf.to_container(cfg.model.param_groups, resolve=True) or {}
     optimizer = build_optimizer(net, instantiate(cfg.optimizer), **groups)
-    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=cfg.trainer.max_steps) if cfg.get("scheduler") else None
+    scheduler = None  # the template's total is trainer.estimated_stepping_batches: max_steps here
+    if cfg.get("scheduler"):
+        scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=cfg.trainer.max_steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.model.label_smoothing)
     net.train()
     profiler = cProfile.Profile() if profile else None
@@ -158,7 +166,8 @@ def workload_overrides(args) -> tuple[list[str], dict]:
     Ending on the epoch's last batch lets validation run (after the timed window): a run stopped by
     max_steps in mid-epoch crashes in EarlyStopping (val/acc missing) with the default callbacks.
     """
-    overrides = BASE_OVERRIDES + args.overrides
+    keys = {o.lstrip("+~").split("=", 1)[0] for o in args.overrides}
+    overrides = [o for o in BASE_OVERRIDES if o.split("=", 1)[0] not in keys] + args.overrides
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = compose(overrides, run_dir)
     batch = int(cfg.data.batch_size)
@@ -255,6 +264,9 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=5.0, help="overhead (%%) above which to profile")
     parser.add_argument("--profile", action="store_true", help="profile the template even under the target")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
+                        help="one more template variant (progress bar on a terminal), e.g. "
+                             "'refresh 10/s:++callbacks.rich_progress_bar.refresh_rate=10'; repeatable")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides (data, model, optimizer)")
     args = parser.parse_args()
     started, load_before = _report.now(), _report.load()
@@ -263,12 +275,16 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     overrides, info = workload_overrides(args)
-    results: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    variants = dict(VARIANTS)
+    for spec in args.variant:
+        name, _, extra = spec.partition(":")
+        variants[f"template ({name})"] = (extra.split(), True)
+    results: dict[str, list[float]] = {name: [] for name in variants}
     threads_seen = set()
-    names = list(VARIANTS)
+    names = list(variants)
     for r in range(args.repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            extra, terminal = VARIANTS[name]
+            extra, terminal = variants[name]
             if extra is None:
                 sps, threads, _ = bare_steps_per_s(overrides, args)
             else:
@@ -278,21 +294,35 @@ def main() -> None:
             print(f"repeat {r + 1}/{args.repeats} {name:45s} {sps:7.2f} steps/s", flush=True)
 
     bare = statistics.median(results[BARE])
-    headers = ["variant", "median steps/s", "ms/step", "min-max steps/s", "overhead vs bare", "runs (steps/s)"]
+    headers = ["variant", "median steps/s", "ms/step", "added ms/step", "overhead vs bare", "runs (steps/s)"]
     rows = []
     for name, values in results.items():
         med = statistics.median(values)
         overhead = "" if name == BARE else f"{(bare / med - 1) * 100:+.1f}%"
-        rows.append([name, f"{med:.2f}", f"{1000 / med:.1f}", f"{min(values):.2f}-{max(values):.2f}", overhead,
-                     ", ".join(f"{v:.1f}" for v in values)])
+        added = "" if name == BARE else f"{1000 / med - 1000 / bare:+.1f}"
+        rows.append([name, f"{med:.2f}", f"{1000 / med:.1f}", added, overhead, ", ".join(f"{v:.1f}" for v in values)])
     text = _report.table(headers, rows)
     overhead = (bare / statistics.median(results[TEMPLATE]) - 1) * 100
     workload = (f"ResNet blocks {info['blocks']} widths {info['widths']} on synthetic {info['shape']} images, "
-                f"batch {info['batch']}, {info['optimizer']} with {info['scheduler']}; {args.steps} steps timed after "
-                f"{args.warmup} warm-up steps, {args.repeats} interleaved repeats, torch threads {sorted(threads_seen)}")
+                f"batch {info['batch']}, {info['optimizer']} with {info['scheduler']}; {args.steps} steps timed "
+                f"after {args.warmup} warm-up steps, {args.repeats} interleaved repeats, "
+                f"torch threads {sorted(threads_seen)}")
     verdict = "within" if overhead <= args.target else "above"
+    ms = {name: 1000 / statistics.median(values) for name, values in results.items()}
+    added = ms[TEMPLATE] - ms[BARE]
+    nobar, nocb, pipe = (ms[n] for n in ("template (default callbacks, no progress bar)",
+                                         "template (callbacks=none, no progress bar)",
+                                         "template (default callbacks, stdout not a terminal)"))
+    split = (f"Of the {added:+.1f} ms/step (differences of medians): Lightning's loop with the template's "
+             f"LightningModule (callbacks=none - bare) {nocb - ms[BARE]:+.1f}; the default callbacks other than "
+             f"the progress bar (no progress bar - callbacks=none) {nobar - nocb:+.1f}; the Rich progress bar on a "
+             f"terminal (terminal - no progress bar) {ms[TEMPLATE] - nobar:+.1f}, or {pipe - nobar:+.1f} when stdout "
+             "is not a terminal.")
+    spreads = [(max(v) / min(v) - 1) * 100 for v in results.values()]
+    noise = (f"Run-to-run spread within a variant (max/min - 1): median {statistics.median(spreads):.0f}%, "
+             f"largest {max(spreads):.0f}%; differences smaller than that are not resolved by this run.")
     print(f"\n{workload}\noverrides: {' '.join(overrides)}\n\n{text}\n\n"
-          f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target)")
+          f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target). {split}\n{noise}")
 
     profile_md = ""
     if args.profile or overhead > args.target:
@@ -311,19 +341,21 @@ def main() -> None:
         top = io.StringIO()
         pstats.Stats(prof_t, stream=top).sort_stats("tottime").print_stats(20)
         print(f"\n{ptable}\n\ntemplate, top functions by own time:\n{top.getvalue()}")
-        profile_md = (f"\nWhere the time goes: cProfile of the main thread over the {args.steps} timed steps of one more "
-                      "run of each (the profiler slows Python code more than torch kernels, so the template's share is "
-                      "overstated; the progress bar's refresh thread is not profiled: compare the variants above for it). "
-                      "A builtin or standard-library function, e.g. a torch op or copy.deepcopy, is charged to the code "
-                      "that called it, and Lightning's apply_to_collection helpers to their callers.\n\n"
+        profile_md = (f"\nWhere the time goes: cProfile of the main thread over the {args.steps} timed steps of one "
+                      "more run of each (the profiler slows Python code more than torch kernels, so the template's "
+                      "share is overstated; the progress bar's refresh thread is not profiled: compare the variants "
+                      "above for it). A builtin or standard-library function, e.g. a torch op or copy.deepcopy, is "
+                      "charged to the code that called it, and Lightning's apply_to_collection helpers to their "
+                      "callers.\n\n"
                       f"{ptable}\n")
 
-    body = (f"Workload: {workload}. Both sides run in one process; the template is `optlab.run.train(cfg)` with "
-            f"cfg = `python train.py {' '.join(overrides)}` plus a timing callback, its Rich progress bar drawing "
-            f"to a pseudo-terminal. Overhead = bare steps/s / template steps/s - 1.\n\n"
-            f"{text}\n\n"
-            f"Template overhead with the default callbacks: **{overhead:+.1f}%**, {verdict} the {args.target:g}% "
-            f"target.\n{profile_md}")
+    body = (f"Workload: {workload}. All variants run in one process; the template is `optlab.run.train(cfg)` with "
+            f"cfg = `python train.py {' '.join(overrides)}` plus a timing callback and the variant's overrides. "
+            "\"terminal\": stdout is a pseudo-terminal, so the Rich progress bar draws live as for a user at a "
+            "terminal. Added ms/step = template ms/step - bare ms/step; overhead = bare steps/s / template steps/s - 1."
+            f"\n\n{text}\n\n"
+            f"Template overhead with the default callbacks on a terminal: **{overhead:+.1f}%** ({added:+.1f} ms/step), "
+            f"{verdict} the {args.target:g}% target. {split} {noise}\n{profile_md}")
     if not args.no_record:
         _report.append_section("Template overhead per training step", body, started, load_before)
 
