@@ -216,6 +216,12 @@ def test_weights_that_do_not_fit_the_arch(tmp_path, offline):
         PretrainedResNet(arch="resnet34", weights=str(tmp_path / "r18.pth"))
     with pytest.raises(FileNotFoundError, match="model.net.weights=.*no such file"):
         PretrainedResNet(arch="resnet18", weights=str(tmp_path / "missing.pth"))
+    gray = fake_state("resnet18")
+    gray["conv1.weight"] = gray["conv1.weight"][:, :1]  # weights of a 1-channel (grayscale) model
+    torch.save(gray, tmp_path / "gray.pth")
+    with pytest.raises(ValueError, match=r"other shapes, e.g. conv1.weight \(64, 1, 7, 7\) vs \(64, 3, 7, 7\)") as e:
+        PretrainedResNet(arch="resnet18", weights=str(tmp_path / "gray.pth"))
+    assert "\n" not in str(e.value)
 
 
 # -- frozen vs finetuned --------------------------------------------------------------------------

@@ -37,3 +37,18 @@ def test_multirun_with_subprocess_ddp(cli, tmp_path):
     for job in ("0", "1"):
         assert (sweep / job / "train_ddp_process_1.log").exists()  # rank 1 ran inside the job's folder
         assert json.loads((sweep / job / "metrics.json").read_text())["val/acc_best"] > 0
+
+
+@pytest.mark.parametrize("devices, strategy, relaunches", [
+    (1, "ddp", False), (2, "ddp", True), ("2", "ddp", True), ("0,", "ddp", False), ([0, 1], "ddp", True),
+    ("auto", "ddp", False), (2, "ddp_spawn", False), (-1, "ddp", True), (2, "fsdp", True),
+])
+def test_which_jobs_lightning_would_relaunch(make_cfg, monkeypatch, devices, strategy, relaunches):
+    """Only a multi-process start by re-running argv needs the job replayed (CPU: -1 = every core)."""
+    from optlab.run import relaunches_argv
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    cfg = make_cfg(f"strategy={strategy}")
+    cfg.trainer.devices = devices
+    assert relaunches_argv(cfg) is relaunches

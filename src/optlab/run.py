@@ -4,6 +4,7 @@ To run: `python train.py` (see README.md); from Python: `train(compose_config(["
 """
 
 import json
+import logging
 import os
 import resource
 import subprocess
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
@@ -24,6 +25,7 @@ from optlab.validate import ConfigError, validate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 METRICS_FILE = "metrics.json"
+log = logging.getLogger(__name__)
 register_resolvers()
 
 
@@ -61,6 +63,8 @@ def _instantiate_all(cfg: DictConfig):
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
         if not loggers:  # Lightning refuses a LearningRateMonitor with nothing to log to
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        if not cfg.trainer.get("enable_progress_bar", True):  # ...and a progress bar it was told not to show
+            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
         trainer = instantiate(cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=callbacks,
                               logger=loggers or False)
     except (InstantiationException, ValueError, FileNotFoundError, TypeError) as e:
@@ -117,16 +121,31 @@ def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"optlab run {run_dir}", title_justify="left")
+    table = Table(title="optlab run", title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):
         if not key.startswith(("grad_norm/", "grad_to_weight/", "lr-")):
             table.add_row(key, f"{metrics[key]:.4f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"run dir: {run_dir}", soft_wrap=True)  # soft_wrap: a long path stays one copyable line
 
 
 # -- multirun + multi-process strategies --------------------------------------------------------
+
+def _process_count(devices) -> int:
+    """How many processes Lightning starts for trainer.devices (int, -1, "auto", "0,1" or a list)."""
+    import torch
+
+    if devices in (-1, "-1") or (devices == "auto" and torch.cuda.is_available()):
+        return max(torch.cuda.device_count(), 1) if torch.cuda.is_available() else os.cpu_count() or 1
+    if devices == "auto":
+        return 1  # CPU: one process
+    if isinstance(devices, str):
+        return len([d for d in devices.split(",") if d.strip()]) if "," in devices else int(devices)
+    return len(devices) if OmegaConf.is_list(devices) or isinstance(devices, list) else int(devices)
+
 
 def relaunches_argv(cfg: DictConfig) -> bool:
     """True when Lightning would start the other ranks by re-running this command line."""
@@ -134,8 +153,7 @@ def relaunches_argv(cfg: DictConfig) -> bool:
         return False
     devices = OmegaConf.select(cfg, "trainer.devices")
     nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
-    many = devices == -1 or (isinstance(devices, int) and devices * nodes > 1) or isinstance(devices, (list, str)) and devices != "auto"
-    if not many:
+    if _process_count(devices) * nodes <= 1:
         return False
     return OmegaConf.select(cfg, "strategy.start_method", default="popen") not in ("spawn", "fork", "forkserver")
 
@@ -180,5 +198,9 @@ def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None
     if not name:
         return None
     if name not in metrics:
-        raise ConfigError(f"optimized_metric={name} was not logged; logged: {', '.join(sorted(metrics))}")
+        message = f"optimized_metric={name} was not logged; logged: {', '.join(sorted(metrics))}"
+        if in_multirun():  # a sweep cannot rank this job: stop it rather than report a made-up value
+            raise ConfigError(message)
+        log.warning("%s (a single run does not need it; sweeps do)", message)
+        return None
     return metrics[name]

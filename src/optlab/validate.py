@@ -136,9 +136,19 @@ def check_data(cfg: DictConfig) -> None:
         check(cfg.data)
 
 
+def check_callbacks(cfg: DictConfig) -> None:
+    """A callback class may define `check_config(node, cfg)` for rules that involve other keys."""
+    for name, node in (OmegaConf.select(cfg, "callbacks") or {}).items():
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        check = getattr(get_object(target), "check_config", None) if target else None
+        if check is not None:
+            check(node, cfg, f"callbacks.{name}")
+
+
 def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_targets(cfg)
     check_devices(cfg)
     check_data(cfg)
+    check_callbacks(cfg)
     check_checkpoint(cfg)

@@ -2,12 +2,17 @@
 
 A layer whose ||grad|| / ||weight|| jumps by an order of magnitude is where a loss spike at a too
 high learning rate starts; `grad_to_weight/max` is the one number to watch.
+
+Computed only on steps whose metrics Lightning sends to the loggers (every
+`trainer.log_every_n_steps`), so every computed row is written, at the same step as train/loss.
 """
 
 import math
 
 import torch
 from lightning.pytorch import Callback
+
+from optlab.loggers.steps import logged_step, logs_this_step
 
 
 def _norm(t: torch.Tensor) -> float:
@@ -16,13 +21,35 @@ def _norm(t: torch.Tensor) -> float:
 
 
 class GradientMonitor(Callback):
-    def __init__(self, every_n_steps: int = 25, per_layer: bool = True):
-        if every_n_steps < 1:
-            raise ValueError(f"callbacks.grad_monitor.every_n_steps={every_n_steps}: must be >= 1")
+    def __init__(self, every_n_steps: int | None = None, per_layer: bool = True):
+        """every_n_steps: None = every logging step; else a multiple of trainer.log_every_n_steps."""
+        if every_n_steps is not None and every_n_steps < 1:
+            raise ValueError(f"callbacks.grad_monitor.every_n_steps={every_n_steps}: must be >= 1 (or null)")
         self.every_n_steps, self.per_layer = every_n_steps, per_layer
 
+    @staticmethod
+    def _interval_error(n: int | None, log_n: int, key: str) -> str | None:
+        if n is None or (log_n and n % log_n == 0):
+            return None
+        return (f"{key}.every_n_steps={n} must be a multiple of trainer.log_every_n_steps={log_n} (other steps "
+                f"are never written to the loggers); use {key}.every_n_steps=null for every logging step")
+
+    @classmethod
+    def check_config(cls, node, cfg, key: str) -> None:
+        """Called by optlab.validate before anything starts."""
+        from optlab.validate import ConfigError
+
+        error = cls._interval_error(node.get("every_n_steps"), cfg.trainer.get("log_every_n_steps", 50), key)
+        if error:
+            raise ConfigError(error)
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        error = self._interval_error(self.every_n_steps, trainer.log_every_n_steps, "grad_monitor")
+        if error:
+            raise ValueError(error)
+
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if trainer.global_step % self.every_n_steps:
+        if not logs_this_step(trainer) or (self.every_n_steps and logged_step(trainer) % self.every_n_steps):
             return
         stats, total_sq, ratios = {}, 0.0, []
         for name, p in pl_module.named_parameters():

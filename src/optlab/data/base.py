@@ -3,9 +3,10 @@
 import os
 
 import lightning as L
-from torch.utils.data import DataLoader, Dataset
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from optlab.data.sampling import EpochSeededSampler
+from optlab.data.sampling import EpochSeededDistributedSampler, EpochSeededSampler
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -27,15 +28,19 @@ class SplitDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSeededSampler(dataset, seed=self._shuffle_seed()) if train else None,
+            sampler=self._train_sampler(dataset) if train else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
     @staticmethod
-    def _shuffle_seed() -> int:
-        return int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything
+    def _train_sampler(dataset: Dataset) -> Sampler:
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # Lightning leaves a DistributedSampler in place (val/test loaders it shards itself).
+            return EpochSeededDistributedSampler(dataset, shuffle=True, seed=seed)
+        return EpochSeededSampler(dataset, seed=seed)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

@@ -5,15 +5,29 @@ shuffles differently from one never stopped. This one seeds its own generator fr
 (seed, epoch) and, when the epoch's iteration starts, reseeds the global RNGs the same way, so
 augmentation and dropout draws of that epoch repeat too. That has to happen here: Lightning
 fetches the first batch before on_train_epoch_start, and skips that hook for an epoch restarted
-from an end-of-epoch checkpoint. It stays a RandomSampler so Lightning still swaps in a seeded
-DistributedSampler under DDP.
+from an end-of-epoch checkpoint.
+
+Under a process group the DataModule uses `EpochSeededDistributedSampler` instead: DDP's shard of a
+(seed, epoch) shuffle that reseeds the global RNGs per (seed, epoch, rank), so each rank augments
+differently and a resumed run repeats its draws. Being a DistributedSampler, Lightning keeps it.
 """
 
 import random
 
 import numpy as np
 import torch
-from torch.utils.data import RandomSampler
+from torch.utils.data import DistributedSampler, RandomSampler
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed + 1_000_003 * epoch) % 2**32
+
+
+def seed_global_rngs(seed: int) -> None:
+    """torch, random and numpy: what augmentation and dropout draw from (num_workers=0)."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
 
 
 class EpochSeededSampler(RandomSampler):
@@ -26,9 +40,15 @@ class EpochSeededSampler(RandomSampler):
         self.epoch = epoch
 
     def __iter__(self):
-        epoch_seed = (self.seed + 1_000_003 * self.epoch) % 2**32
+        epoch_seed = _epoch_seed(self.seed, self.epoch)
         self.generator = torch.Generator().manual_seed(epoch_seed)
-        torch.manual_seed(epoch_seed + 1)
-        random.seed(epoch_seed + 1)
-        np.random.seed((epoch_seed + 1) % 2**32)
+        seed_global_rngs(epoch_seed + 1)
+        return super().__iter__()
+
+
+class EpochSeededDistributedSampler(DistributedSampler):
+    """DistributedSampler (order from seed + epoch, this rank's shard) + per-rank global RNG seeds."""
+
+    def __iter__(self):
+        seed_global_rngs(_epoch_seed(self.seed, self.epoch) + 1 + 7919 * self.rank)
         return super().__iter__()

@@ -1,8 +1,13 @@
 """The LightningModule: any image network + cross-entropy, accuracy, and the optimizer factory.
 
-Metric names follow `<stage>/<metric>`: train/loss, train/acc, val/loss, val/acc, val/acc_best,
-test/acc. `examples_seen` (all ranks together) is logged too: it is the fair x-axis when runs
-with different batch sizes or device counts are compared.
+Metric names follow `<stage>/<metric>`: train/loss_step (the batch's loss, on logging steps),
+train/loss and train/acc (epoch means), val/loss, val/acc, val/acc_best, test/loss, test/acc.
+`examples_seen` (all ranks together) is logged too: it is the fair x-axis when runs with
+different batch sizes or device counts are compared.
+
+Training metrics are running sums on the device, logged only on the steps Lightning writes to the
+loggers: per-step torchmetrics updates and `self.log` calls cost as much as a step of the default
+network (docs/benchmarks.md). Validation and test keep torchmetrics (synced across ranks).
 """
 
 from collections.abc import Callable
@@ -13,6 +18,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from optlab.loggers.steps import logs_this_step
 from optlab.optim import build_optimizer
 
 
@@ -30,10 +36,10 @@ class ImageClassifier(L.LightningModule):
         self.param_group_options = dict(param_groups or {})
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
         num_classes = net.head.out_features
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
-        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.val_loss, self.test_loss = MeanMetric(), MeanMetric()
+        self._train_sums, self._train_count = None, 0  # (loss sum, correct) on the device, samples
         self.val_acc_best = MaxMetric()
         self.examples_seen = 0
         self._resumed_best: float | None = None
@@ -87,15 +93,29 @@ class ImageClassifier(L.LightningModule):
         if self._resumed_best is not None:
             self.val_acc_best.update(torch.tensor(self._resumed_best))
 
+    def on_train_epoch_start(self) -> None:
+        self._train_sums, self._train_count = None, 0
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss, preds, y = self._step(batch)
         self.examples_seen += len(y) * self.trainer.world_size
-        self.train_loss(loss)
-        self.train_acc(preds, y)
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("examples_seen", float(self.examples_seen), on_step=True, on_epoch=False, reduce_fx="max")
+        # Sums stay on the device (no host sync per step); a resumed epoch counts from the resume.
+        sums = torch.stack([loss.detach().float() * len(y), (preds == y).sum().float()])
+        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
+        self._train_count += len(y)
+        if logs_this_step(self.trainer):
+            self.log("train/loss_step", loss.detach(), prog_bar=True)
+            self.log("examples_seen", float(self.examples_seen), reduce_fx="max")
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_sums is None:
+            return
+        loss_mean, acc = self._train_sums / self._train_count
+        # Every rank sees the same number of samples (DistributedSampler pads), so the mean over
+        # ranks of the per-rank means is the global mean.
+        self.log_dict({"train/loss": loss_mean, "train/acc": acc}, sync_dist=True, prog_bar=True)
+        self.log("examples_seen", float(self.examples_seen), reduce_fx="max")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._step(batch)

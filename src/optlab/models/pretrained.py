@@ -41,6 +41,13 @@ class PretrainedResNet(nn.Module):
         self.backbone = ARCHS[arch](weights=None)
         if weights:
             state = {k: v for k, v in self._pretrained_state(arch, str(weights)).items() if not k.startswith("fc.")}
+            own = self.backbone.state_dict()
+            # Checked here: load_state_dict reports a shape mismatch as a multi-line RuntimeError.
+            wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+                     if k in own and v.shape != own[k].shape]
+            if wrong:
+                raise ValueError(f"model.net.weights={weights} does not fit {arch}: {len(wrong)} tensors have other "
+                                 f"shapes, e.g. {wrong[0]}; pick the arch the weights were trained with")
             missing = [k for k in self.backbone.load_state_dict(state, strict=False).missing_keys
                        if not k.startswith("fc.")]
             if missing:
