@@ -12,6 +12,10 @@ same optimizer and param groups, LR schedule, DataLoader and thread count, in on
   - the template without its progress bar (`~callbacks.rich_progress_bar
     ++trainer.enable_progress_bar=false`), and without any callback (`callbacks=none
     ++trainer.enable_progress_bar=false`), so the cost of each is visible.
+  - Lightning floor: the least a Lightning loop can do with the same pieces: a LightningModule whose
+    training_step is forward + loss (no self.log, no metrics) and configure_optimizers the same
+    optimizer and schedule, in a Trainer with no logger, callback, checkpoint or progress bar.
+    template - floor is what the template adds; floor - bare is Lightning's own per-step cost.
   - bare: for x, y in loader: zero_grad, forward, cross-entropy, backward, step, scheduler step.
 Only steady-state steps are timed: `--steps` steps after `--warmup` steps, from the start of one
 batch to the start of the batch `--steps` later (data loading included; validation, checkpoint
@@ -61,8 +65,10 @@ VARIANTS = {  # name -> (extra overrides, progress bar on a terminal)
     "template (default callbacks, no progress bar)": (["~callbacks.rich_progress_bar",
                                                        "++trainer.enable_progress_bar=false"], False),
     "template (callbacks=none, no progress bar)": (["callbacks=none", "++trainer.enable_progress_bar=false"], False),
+    "Lightning floor (minimal LightningModule, no callbacks)": ("floor", False),
     "bare PyTorch loop": (None, False),
 }
+FLOOR = "Lightning floor (minimal LightningModule, no callbacks)"
 TEMPLATE = "template (default callbacks, terminal)"
 BARE = "bare PyTorch loop"
 
@@ -112,10 +118,10 @@ def template_steps_per_s(overrides: list[str], terminal: bool, args, profile: bo
     return t.steps_per_s, t.threads, t.profiler
 
 
-def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
-    """The same network, optimizer, schedule and DataLoader in a plain loop."""
+def _pieces(overrides: list[str]):
+    """The run's datamodule, network, optimizer factory (param groups as the template makes them),
+    schedule and loss, built from the same config."""
     import lightning as L
-    import torch
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
     from torch import nn
@@ -126,15 +132,65 @@ def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
         cfg = compose(overrides, run_dir)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
-    loader = datamodule.train_dataloader()
     net = instantiate(cfg.model.net)
     groups = OmegaConf.to_container(cfg.model.param_groups, resolve=True) or {}
-    optimizer = build_optimizer(net, instantiate(cfg.optimizer), **groups)
-    scheduler = None  # the template's total is trainer.estimated_stepping_batches: max_steps here
-    if cfg.get("scheduler"):
-        scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=cfg.trainer.max_steps)
+    optimizer_partial = instantiate(cfg.optimizer)
+
+    def make_optimizer(model):
+        return build_optimizer(model, optimizer_partial, **groups)
+
+    schedule = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.model.label_smoothing)
+    return cfg, datamodule, net, make_optimizer, schedule, criterion
+
+
+def floor_steps_per_s(overrides: list[str], args, profile: bool = False):
+    """The same pieces in the smallest LightningModule and a bare Trainer."""
+    import lightning as L
+
+    from benchmarks._timers import StepTimer
+
+    cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
+
+    class Minimal(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return criterion(self.net(x), y)
+
+        def configure_optimizers(self):
+            optimizer = make_optimizer(self)
+            if schedule is None:
+                return optimizer
+            scheduler = schedule(optimizer, total_steps=cfg.trainer.max_steps)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    timer = StepTimer(warmup=args.warmup, steps=args.steps, profile=profile)
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps, logger=False,
+                        callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        trainer.fit(Minimal(), train_dataloaders=_train_loader(datamodule))
+    return timer.steps_per_s, timer.threads, timer.profiler
+
+
+def _train_loader(datamodule):
+    datamodule.setup("fit")
+    return datamodule.train_dataloader()
+
+
+def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
+    """The same network, optimizer, schedule and DataLoader in a plain loop."""
+    import torch
+
+    cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
+    loader = _train_loader(datamodule)
+    optimizer = make_optimizer(net)
+    # The template's total is trainer.estimated_stepping_batches: max_steps here.
+    scheduler = schedule(optimizer, total_steps=cfg.trainer.max_steps) if schedule else None
     net.train()
     profiler = cProfile.Profile() if profile else None
     start = end = None
@@ -184,8 +240,8 @@ BWD = "backward + optimizer + LR scheduler (torch)"
 OWNERS = [  # (part of a source path, category); the first match wins; None: charged to the callers
     ("/rich/", "progress bar (Lightning's RichProgressBar, rich)"),
     ("/callbacks/progress/", "progress bar (Lightning's RichProgressBar, rich)"),
-    ("/torchmetrics/", "torchmetrics (train/loss, train/acc)"),
-    ("optlab/callbacks/", "optlab GradientMonitor (every 25 steps)"),
+    ("/torchmetrics/", "torchmetrics (val/test metrics; none per training step)"),
+    ("optlab/callbacks/", "optlab GradientMonitor (on logging steps)"),
     ("optlab/models/classifier.py", "optlab ImageClassifier (training_step's own lines)"),
     ("/lightning/pytorch/core/module.py", "Lightning LightningModule.log (ResultCollection)"),
     ("/logger_connector/", "Lightning LightningModule.log (ResultCollection)"),
@@ -287,6 +343,8 @@ def main() -> None:
             extra, terminal = variants[name]
             if extra is None:
                 sps, threads, _ = bare_steps_per_s(overrides, args)
+            elif extra == "floor":
+                sps, threads, _ = floor_steps_per_s(overrides, args)
             else:
                 sps, threads, _ = template_steps_per_s(overrides + extra, terminal, args)
             results[name].append(sps)
@@ -313,11 +371,12 @@ def main() -> None:
     nobar, nocb, pipe = (ms[n] for n in ("template (default callbacks, no progress bar)",
                                          "template (callbacks=none, no progress bar)",
                                          "template (default callbacks, stdout not a terminal)"))
-    split = (f"Of the {added:+.1f} ms/step (differences of medians): Lightning's loop with the template's "
-             f"LightningModule (callbacks=none - bare) {nocb - ms[BARE]:+.1f}; the default callbacks other than "
-             f"the progress bar (no progress bar - callbacks=none) {nobar - nocb:+.1f}; the Rich progress bar on a "
-             f"terminal (terminal - no progress bar) {ms[TEMPLATE] - nobar:+.1f}, or {pipe - nobar:+.1f} when stdout "
-             "is not a terminal.")
+    split = (f"Of the {added:+.1f} ms/step (differences of medians): Lightning's own loop (floor - bare) "
+             f"{ms[FLOOR] - ms[BARE]:+.1f}; the template's LightningModule (callbacks=none - floor) "
+             f"{nocb - ms[FLOOR]:+.1f}; the default callbacks other than the progress bar (no progress bar - "
+             f"callbacks=none) {nobar - nocb:+.1f}; the Rich progress bar on a terminal (terminal - no progress "
+             f"bar) {ms[TEMPLATE] - nobar:+.1f}, or {pipe - nobar:+.1f} when stdout is not a terminal. "
+             f"What the template adds to Lightning's floor: {(ms[TEMPLATE] / ms[FLOOR] - 1) * 100:+.1f}%.")
     spreads = [(max(v) / min(v) - 1) * 100 for v in results.values()]
     noise = (f"Run-to-run spread within a variant (max/min - 1): median {statistics.median(spreads):.0f}%, "
              f"largest {max(spreads):.0f}%; differences smaller than that are not resolved by this run.")

@@ -4,7 +4,9 @@ A layer whose ||grad|| / ||weight|| jumps by an order of magnitude is where a lo
 high learning rate starts; `grad_to_weight/max` is the one number to watch.
 
 Computed only on steps whose metrics Lightning sends to the loggers (every
-`trainer.log_every_n_steps`), so every computed row is written, at the same step as train/loss.
+`trainer.log_every_n_steps`) and written straight to the loggers at Lightning's step for the batch,
+so each row lands next to that batch's train/loss. (Through `self.log`, values from a
+`every_n_steps` step would be written again at the next logging step.)
 """
 
 import math
@@ -49,7 +51,8 @@ class GradientMonitor(Callback):
             raise ValueError(error)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
-        if not logs_this_step(trainer) or (self.every_n_steps and logged_step(trainer) % self.every_n_steps):
+        step = logged_step(trainer)
+        if not logs_this_step(trainer) or (self.every_n_steps and (step + 1) % self.every_n_steps):
             return
         stats, total_sq, ratios = {}, 0.0, []
         for name, p in pl_module.named_parameters():
@@ -68,4 +71,7 @@ class GradientMonitor(Callback):
         stats["grad_norm/total"] = math.sqrt(total_sq)
         if ratios:
             stats["grad_to_weight/max"] = max(ratios)
-        pl_module.log_dict(stats, on_step=True, on_epoch=False)
+        if hasattr(pl_module, "examples_seen"):  # W&B's x-axis: this batch's value, not the last logged one
+            stats["examples_seen"] = float(pl_module.examples_seen)
+        for logger in trainer.loggers:  # rank-zero-only inside each logger
+            logger.log_metrics(stats, step=step)

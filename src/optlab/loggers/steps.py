@@ -15,5 +15,6 @@ def logs_this_step(trainer: Trainer) -> bool:
 
 
 def logged_step(trainer: Trainer) -> int:
-    """The `step` Lightning passes to the loggers for the current training batch (1-based)."""
-    return trainer.fit_loop.epoch_loop._batches_that_stepped + 1
+    """The `step` Lightning passes to the loggers with the current training batch's metrics: the
+    number of batches that stepped before this one (0 for the first)."""
+    return trainer.fit_loop.epoch_loop._batches_that_stepped
