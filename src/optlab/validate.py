@@ -33,6 +33,7 @@ RULES = {
     "data.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
+    "model.param_groups.layer_decay": (lambda v: v is None or (_number(v) and 0 < v <= 1), "a number in (0, 1] or null"),
     "optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "trainer.max_epochs": (lambda v: v is None or (_int(v) and v >= -1), "an integer >= -1 (-1: no limit)"),
     "trainer.max_steps": (lambda v: _int(v) and v >= -1, "an integer >= -1 (-1: no limit)"),

@@ -62,6 +62,10 @@ class PretrainedResNet(nn.Module):
             # start, so a fresh, train-mode backbone would update its BatchNorm statistics.
             self.backbone.eval()
 
+    def lr_layers(self) -> list[str | tuple[str, ...]]:
+        """Layers for layer-wise lr decay, input to output; the stem conv and its BN are one layer."""
+        return [("backbone.conv1", "backbone.bn1"), *(f"backbone.layer{i}" for i in range(1, 5)), "head"]
+
     @staticmethod
     def _pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
         path = Path(weights).expanduser()

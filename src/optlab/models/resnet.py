@@ -79,6 +79,10 @@ class ResNet(nn.Module):
         for b in self.blocks:  # zero-init the last BN of each residual branch: blocks start as identity
             nn.init.zeros_((b.bn3 if isinstance(b, Bottleneck) else b.bn2).weight)
 
+    def lr_layers(self) -> list[str]:
+        """Layers for layer-wise lr decay, input to output: the stem, each residual block, the head."""
+        return ["stem", *(f"blocks.{i}" for i in range(len(self.blocks))), "head"]
+
     def fsdp_units(self) -> list[nn.Module]:
         """Submodules that FSDP2 shards (and gathers) one at a time."""
         return list(self.blocks)
