@@ -1,0 +1,169 @@
+r"""Adam (Kingma & Ba, 2015), with optional AMSGrad and decoupled weight decay (AdamW).
+
+With gradient g (negated when `maximize`), step t = 1, 2, ...:
+
+    g      <- g + wd * p                        (L2 penalty; AdamW instead: p <- p * (1 - lr * wd))
+    m      <- beta1 * m + (1 - beta1) * g       first moment
+    v      <- beta2 * v + (1 - beta2) * g^2     second moment
+    v_max  <- max(v_max, v)                     (amsgrad only; then v_max replaces v below)
+    p      <- p - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
+
+Same arguments, defaults, state keys (`step`, `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`) and
+floating-point order of operations as `torch.optim.Adam` (its foreach path), so the two agree
+to rounding and their checkpoints are interchangeable. Not supported: torch's
+`foreach`/`fused`/`capturable`/`differentiable` switches (this is always the multi-tensor
+path) and tensor-valued `lr`/`betas`.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+from optlab.optim._foreach import by_device_and_dtype, new_step, params_with_grad
+
+
+def adam_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    max_exp_avg_sqs: list[Tensor],
+    steps: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    maximize: bool,
+) -> None:
+    """One Adam/AdamW step for a list of params, in place, with multi-tensor `_foreach` ops.
+
+    All lists are aligned (item i belongs to params[i]); `max_exp_avg_sqs` may be empty when
+    `amsgrad` is False. `steps` holds each param's step count as a scalar tensor *before*
+    this update: this function increments it (so state starts at 0, as in torch).
+    `grads` are not modified. Tensors may live on several devices/dtypes; they are grouped.
+    """
+    for p, g, m, v, v_max, t in by_device_and_dtype(
+        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps
+    ):
+        torch._foreach_add_(t, 1.0)
+        if maximize:
+            g = torch._foreach_neg(g)  # a fresh list we may update in place below
+        if weight_decay != 0:
+            if decoupled_weight_decay:
+                torch._foreach_mul_(p, 1 - lr * weight_decay)
+            elif maximize:
+                torch._foreach_add_(g, p, alpha=weight_decay)
+            else:  # never write into p.grad
+                g = torch._foreach_add(g, p, alpha=weight_decay)
+
+        torch._foreach_lerp_(m, g, 1 - beta1)  # m + (1 - beta1) * (g - m)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, g, g, 1 - beta2)
+        del g  # drop any negated/decayed copy of the grads before denom is allocated: lower peak memory
+
+        # Bias corrections depend on each param's own step, so they are per-tensor scalars.
+        # The step lives on the CPU: reading it costs no device sync.
+        step_values = [s.item() for s in t]
+        step_sizes = [-lr / (1 - beta1**s) for s in step_values]
+        bc2_sqrts = [(1 - beta2**s) ** 0.5 for s in step_values]
+
+        if amsgrad:
+            torch._foreach_maximum_(v_max, v)
+            denom = torch._foreach_sqrt(v_max)
+        else:
+            denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bc2_sqrts)
+        torch._foreach_add_(denom, eps)  # eps outside the sqrt and after bias correction
+        torch._foreach_addcdiv_(p, m, denom, step_sizes)
+
+
+class Adam(Optimizer):
+    """Adam with torch's arguments and defaults; see the module docstring for the update."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas} (expected two values)")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=decoupled_weight_decay,
+        )
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        # Called by load_state_dict too: fill keys an older or foreign checkpoint may lack.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("amsgrad", False)
+            group.setdefault("maximize", False)
+            group.setdefault("decoupled_weight_decay", False)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params, grads = params_with_grad(group, type(self).__name__)
+            for p in params:
+                state = self.state[p]
+                if not state:  # lazy init: state exists only for params that got a gradient
+                    state["step"] = new_step()
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                    state["max_exp_avg_sq"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+            states = [self.state[p] for p in params]
+            beta1, beta2 = group["betas"]
+            adam_update(
+                params,
+                grads,
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [s["max_exp_avg_sq"] for s in states] if group["amsgrad"] else [],
+                [s["step"] for s in states],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                decoupled_weight_decay=group["decoupled_weight_decay"],
+                amsgrad=group["amsgrad"],
+                maximize=group["maximize"],
+            )
+        return loss

@@ -1,0 +1,101 @@
+r"""Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms", Algorithm 2).
+
+With gradient g (negated when `maximize`):
+
+    c <- beta1 * m + (1 - beta1) * g          interpolate momentum and gradient...
+    p <- p * (1 - lr * wd) - lr * sign(c)     ...and step by its sign: every coordinate moves by lr
+    m <- beta2 * m + (1 - beta2) * g          momentum tracks g with the slower beta2
+
+Because the update has unit magnitude per coordinate, lr is typically 3-10x smaller and
+weight_decay 3-10x larger than for AdamW. One state tensor per param (`exp_avg`), half of
+Adam's. Defaults follow the paper: lr=1e-4, betas=(0.9, 0.99), weight_decay=0.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+from optlab.optim._foreach import by_device_and_dtype, params_with_grad
+
+
+def lion_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """One Lion step for aligned lists of params, grads and momenta, in place."""
+    for p, g, m in by_device_and_dtype(params, grads, exp_avgs):
+        if maximize:
+            g = torch._foreach_neg(g)
+        if weight_decay != 0:  # decoupled, as in AdamW: the decay never enters m
+            torch._foreach_mul_(p, 1 - lr * weight_decay)
+        update = torch._foreach_lerp(m, g, 1 - beta1)  # beta1*m + (1-beta1)*g, one pass
+        torch._foreach_sign_(update)
+        torch._foreach_add_(p, update, alpha=-lr)
+        torch._foreach_lerp_(m, g, 1 - beta2)
+
+
+class Lion(Optimizer):
+    """Lion; see the module docstring for the update."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if len(betas) != 2:
+            raise ValueError(f"Invalid betas: {betas} (expected two values)")
+        if not 0.0 <= betas[0] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+        if not 0.0 <= betas[1] < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("maximize", False)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params, grads = params_with_grad(group, "Lion")
+            for p in params:
+                if not self.state[p]:  # lazy init: state exists only for params with a gradient
+                    self.state[p]["exp_avg"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+            beta1, beta2 = group["betas"]
+            lion_update(
+                params,
+                grads,
+                [self.state[p]["exp_avg"] for p in params],
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=group["weight_decay"],
+                maximize=group["maximize"],
+            )
+        return loss

@@ -1,0 +1,157 @@
+r"""RMSprop (Hinton, Coursera lecture 6e), centered variant (Graves, 2013), as torch.optim.RMSprop.
+
+With gradient g (negated when `maximize`):
+
+    g <- g + wd * p                                   L2 weight decay
+    v <- alpha * v + (1 - alpha) * g^2                running mean of squared gradients
+    a <- alpha * a + (1 - alpha) * g                  (centered only: running mean of g)
+    s <- sqrt(v - a^2) + eps  if centered  else  sqrt(v) + eps
+    b <- mu * b + g / s ;  p <- p - lr * b            with momentum mu > 0 (b starts at 0)
+    p <- p - lr * g / s                               without momentum
+
+Same arguments, defaults, state keys (`step`, `square_avg`, `grad_avg`, `momentum_buffer`)
+and order of floating-point operations as `torch.optim.RMSprop`. There is no bias correction:
+`v` starts at 0, so early steps are large (torch behaves the same). Not supported: torch's
+`foreach`/`capturable`/`differentiable` switches and tensor `lr`.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+from optlab.optim._foreach import by_device_and_dtype, new_step, params_with_grad
+
+
+def rmsprop_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    square_avgs: list[Tensor],
+    grad_avgs: list[Tensor],
+    momentum_buffers: list[Tensor],
+    steps: list[Tensor],
+    *,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float,
+    momentum: float,
+    centered: bool,
+    maximize: bool,
+) -> None:
+    """One RMSprop step, in place. `grad_avgs` is empty unless centered, `momentum_buffers`
+    empty unless momentum > 0. Increments `steps` (kept for torch compatibility, unused)."""
+    for p, g, v, a, b, t in by_device_and_dtype(
+        params, grads, square_avgs, grad_avgs, momentum_buffers, steps
+    ):
+        torch._foreach_add_(t, 1.0)
+        if maximize:
+            g = torch._foreach_neg(g)  # a fresh list we may update in place below
+        if weight_decay != 0:
+            if maximize:
+                torch._foreach_add_(g, p, alpha=weight_decay)
+            else:  # never write into p.grad
+                g = torch._foreach_add(g, p, alpha=weight_decay)
+
+        torch._foreach_mul_(v, alpha)
+        torch._foreach_addcmul_(v, g, g, 1 - alpha)
+        if centered:
+            torch._foreach_lerp_(a, g, 1 - alpha)
+            denom = torch._foreach_addcmul(v, a, a, -1)  # variance estimate v - a^2
+            torch._foreach_sqrt_(denom)
+        else:
+            denom = torch._foreach_sqrt(v)
+        torch._foreach_add_(denom, eps)
+
+        if momentum > 0:
+            torch._foreach_mul_(b, momentum)
+            torch._foreach_addcdiv_(b, g, denom)
+            torch._foreach_add_(p, b, alpha=-lr)
+        else:
+            torch._foreach_addcdiv_(p, g, denom, -lr)
+
+
+class RMSprop(Optimizer):
+    """RMSprop with torch's arguments and defaults; see the module docstring for the update."""
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        if not 0.0 <= lr:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not 0.0 <= momentum:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= alpha:
+            raise ValueError(f"Invalid alpha value: {alpha}")
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict) -> None:
+        # Called by load_state_dict too: fill keys an older or foreign checkpoint may lack.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("momentum", 0)
+            group.setdefault("centered", False)
+            group.setdefault("maximize", False)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params, grads = params_with_grad(group, "RMSprop")
+            momentum, centered = group["momentum"], group["centered"]
+            for p in params:
+                state = self.state[p]
+                if not state:  # lazy init: state exists only for params that got a gradient
+                    state["step"] = new_step()
+                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                # Checked separately so a group may switch momentum/centered on mid-training.
+                if momentum > 0 and "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+                if centered and "grad_avg" not in state:
+                    state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            states = [self.state[p] for p in params]
+            rmsprop_update(
+                params,
+                grads,
+                [s["square_avg"] for s in states],
+                [s["grad_avg"] for s in states] if centered else [],
+                [s["momentum_buffer"] for s in states] if momentum > 0 else [],
+                [s["step"] for s in states],
+                lr=group["lr"],
+                alpha=group["alpha"],
+                eps=group["eps"],
+                weight_decay=group["weight_decay"],
+                momentum=momentum,
+                centered=centered,
+                maximize=group["maximize"],
+            )
+        return loss
