@@ -1,0 +1,7 @@
+"""`python -m optlab.landscape`; see optlab/landscape/cli.py for the options."""
+
+import sys
+
+from optlab.landscape.cli import main
+
+sys.exit(main())
