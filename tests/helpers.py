@@ -18,15 +18,22 @@ def full_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 class DumpWeights(Callback):
-    """Each rank writes its final weights to <dir>/rank<k>.pt."""
+    """Each rank writes its final weights to <dir>/rank<k>.pt (and, with start=True, its initial
+    ones to <dir>/start-rank<k>.pt)."""
 
-    def __init__(self, dir: str):
-        self.dir = Path(dir)
+    def __init__(self, dir: str, start: bool = False):
+        self.dir, self.start = Path(dir), start
+
+    def _dump(self, trainer, pl_module, prefix: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        torch.save(full_state(pl_module), self.dir / f"{prefix}rank{trainer.global_rank}.pt")
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.start:
+            self._dump(trainer, pl_module, "start-")
 
     def on_train_end(self, trainer, pl_module) -> None:
-        state = full_state(pl_module)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        torch.save(state, self.dir / f"rank{trainer.global_rank}.pt")
+        self._dump(trainer, pl_module, "")
 
 
 class KillAt(Callback):

@@ -3,14 +3,16 @@
 import pytest
 import torch
 
-STRATEGIES = ["ddp", "ddp_spawn", "fsdp"]
+# Our optimizers under every strategy; under fsdp they step DTensor shards (Muon gathers whole matrices).
+RUNS = [("ddp", "adamw"), ("ddp_spawn", "adamw"), ("fsdp", "adamw"), ("fsdp", "muon"), ("fsdp", "sgd"),
+        ("ddp", "muon")]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_two_process_ranks_agree(cli, tmp_path, strategy):
+@pytest.mark.parametrize("strategy, optimizer", RUNS)
+def test_two_process_ranks_agree(cli, tmp_path, strategy, optimizer):
     dump = tmp_path / "weights"
-    result = cli([f"strategy={strategy}", "trainer.devices=2", "trainer.max_epochs=2", "optimizer=adamw",
+    result = cli([f"strategy={strategy}", "trainer.devices=2", "trainer.max_epochs=2", f"optimizer={optimizer}",
                   "logger=csv", "test=true", f"paths.log_dir={tmp_path / 'logs'}",
                   "+callbacks.dump._target_=helpers.DumpWeights", f"+callbacks.dump.dir={dump}"])
     assert result.returncode == 0, result.stderr[-3000:]

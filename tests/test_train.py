@@ -15,7 +15,7 @@ def test_default_run_reaches_097_test_accuracy(make_cfg):
     assert metrics["val/acc_best"] >= metrics["val/acc"]
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam", "adamw"])
+@pytest.mark.parametrize("optimizer", ["sgd", "rmsprop", "adam", "adamw", "lion", "muon"])
 @pytest.mark.parametrize("scheduler", ["none", "cosine", "onecycle", "step", "linear"])
 def test_fast_dev_run_optimizer_x_scheduler(make_cfg, optimizer, scheduler):
     metrics = train(make_cfg(*FAST, f"optimizer={optimizer}", f"scheduler={scheduler}"))
@@ -29,10 +29,32 @@ def test_fast_dev_run_optimizer_x_scheduler(make_cfg, optimizer, scheduler):
     ["trainer.gradient_clip_val=0.1", "trainer.gradient_clip_algorithm=value"],
     ["trainer.deterministic=true", "model.net.block=bottleneck", "model.net.widths=[8,16]"],
     ["strategy=fsdp"],
+    ["strategy=fsdp", "optimizer=muon"],
+    ["strategy=fsdp", "optimizer=lion", "trainer.precision=bf16-mixed"],
 ])
 def test_fast_dev_run_trainer_options(make_cfg, extra):
     metrics = train(make_cfg(*FAST, *extra))
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_ours_and_torch_train_the_same_weights(make_cfg, tmp_path, name):
+    """Through the whole template (param groups, schedule, clipping), `optimizer=X` and
+    `optimizer=torch_X` end a run with the same weights, bit for bit."""
+    weights = []
+    for impl in (name, f"torch_{name}"):
+        dump = tmp_path / impl / "weights"
+        train(make_cfg("logger=none", "callbacks=none", "test=false", "trainer.max_epochs=2", "trainer.max_steps=25",
+                       "trainer.gradient_clip_val=1.0", "trainer.enable_progress_bar=false", f"optimizer={impl}",
+                       "+callbacks.dump._target_=helpers.DumpWeights", f"+callbacks.dump.dir={dump}",
+                       "+callbacks.dump.start=true", run_dir=tmp_path / impl))
+        weights.append(torch.load(dump / "rank0.pt"))
+    ours, reference = weights
+    assert ours.keys() == reference.keys()
+    for key in ours:
+        assert torch.equal(ours[key], reference[key]), key
+    initial = torch.load(tmp_path / name / "weights" / "start-rank0.pt")
+    assert not torch.equal(ours["net.head.weight"], initial["net.head.weight"])  # it did train
 
 
 @pytest.mark.slow

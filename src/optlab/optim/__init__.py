@@ -1,5 +1,12 @@
-"""Optimizers and the param-group factory that every optimizer is built through."""
+"""Our optimizers (one file each, drop-in torch.optim.Optimizer subclasses) and the param-group
+factory that every optimizer is built through. docs/optimizers.md explains each update rule."""
 
+from optlab.optim.adam import Adam
+from optlab.optim.adamw import AdamW
+from optlab.optim.lion import Lion
+from optlab.optim.muon import Muon
 from optlab.optim.param_groups import build_optimizer, param_groups
+from optlab.optim.rmsprop import RMSprop
+from optlab.optim.sgd import SGD
 
-__all__ = ["build_optimizer", "param_groups"]
+__all__ = ["SGD", "RMSprop", "Adam", "AdamW", "Lion", "Muon", "build_optimizer", "param_groups"]
