@@ -17,7 +17,7 @@ from torch import nn
 from torchvision import models
 
 from optlab.models import PretrainedResNet
-from optlab.optim import build_optimizer
+from optlab.optim import SGD, build_optimizer
 from optlab.run import compose_config, train
 from optlab.validate import ConfigError, validate
 
@@ -274,7 +274,7 @@ def test_param_groups_of_the_finetune_model(tmp_path, offline, freeze, scale):
                         "optimizer.weight_decay=1e-3")
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=None, _convert_="all")
     optimizer = build_optimizer(model, model.optimizer_factory, **model.param_group_options)
-    assert isinstance(optimizer, torch.optim.SGD)
+    assert isinstance(optimizer, SGD)
     check_param_groups(model, optimizer, 0.2, 1e-3, scale)
     lrs = sorted({g["lr"] for g in optimizer.param_groups})
     assert lrs == pytest.approx([0.2 * scale, 0.2] if freeze == "none" else [0.2])
@@ -295,7 +295,7 @@ def test_feature_extraction_experiment_composes_and_builds(tmp_path, torch_home,
     cfg = experiment_cfg(tmp_path)
     assert (cfg.data.image_size, cfg.data.normalization) == (224, "imagenet")
     assert (cfg.model.net.arch, cfg.model.net.weights, cfg.model.net.freeze) == ("resnet34", "IMAGENET1K_V1", "backbone")
-    assert cfg.optimizer._target_ == "torch.optim.AdamW"
+    assert cfg.optimizer._target_ == "optlab.optim.AdamW"
     validate(cfg)
     state = cache_imagenet(torch_home, "resnet34")
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=None, _convert_="all")

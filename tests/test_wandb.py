@@ -18,7 +18,7 @@ def test_offline_run_has_config_and_metrics(make_cfg, tmp_path):
     metrics = train(make_cfg("trainer.max_epochs=2", "tags=[pytest]"))
     path = run_file(tmp_path / "run")
     logged = config(path)
-    assert logged["optimizer"]["_target_"] == "torch.optim.SGD"
+    assert logged["optimizer"]["_target_"] == "optlab.optim.SGD"
     assert logged["paths"]["run_dir"] == str(tmp_path / "run")  # resolved, not an interpolation
     rows = history(path)
     val_acc = [r["val/acc"] for r in rows if "val/acc" in r]
