@@ -4,7 +4,7 @@ r"""AdamW (Loshchilov & Hutter, 2019): Adam with weight decay decoupled from the
     p <- Adam step computed from g alone        ...so wd never enters m or v
 
 Identical to `optlab.optim.Adam(..., decoupled_weight_decay=True)`; like torch.optim.AdamW
-the default weight_decay is 1e-2 rather than 0.
+the default weight_decay is 1e-2 rather than 0. `compiled=True`: see `optlab.optim.adam.Adam`.
 """
 
 from torch.optim.optimizer import ParamsT
@@ -25,6 +25,7 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        compiled: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -35,6 +36,7 @@ class AdamW(Adam):
             amsgrad,
             maximize=maximize,
             decoupled_weight_decay=True,
+            compiled=compiled,
         )
 
     def __setstate__(self, state: dict) -> None:
