@@ -146,10 +146,19 @@ def check_callbacks(cfg: DictConfig) -> None:
             check(node, cfg, f"callbacks.{name}")
 
 
+def check_strategy(cfg: DictConfig) -> None:
+    """A strategy class may define `check_config(node)` (e.g. allreduce's algorithm, bucket_mb)."""
+    target = OmegaConf.select(cfg, "strategy._target_")
+    check = getattr(get_object(target), "check_config", None) if target else None
+    if check is not None:
+        check(cfg.strategy)
+
+
 def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_targets(cfg)
     check_devices(cfg)
     check_data(cfg)
     check_callbacks(cfg)
+    check_strategy(cfg)
     check_checkpoint(cfg)
