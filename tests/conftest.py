@@ -32,3 +32,14 @@ def make_cfg(tmp_path):
         return compose_config([f"paths.log_dir={tmp_path / 'logs'}", *overrides], run_dir=run_dir)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_process_group():
+    """An in-process Trainer on a distributed strategy leaves the default process group up (as DDP
+    does, for trainer.test after fit); drop it so later tests that fork workers start clean."""
+    yield
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
