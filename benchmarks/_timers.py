@@ -29,11 +29,14 @@ class StepTimer(Callback):
     def __init__(self, warmup: int = 10, steps: int = 100, profile: bool = False):
         self.warmup, self.steps, self.calls = warmup, steps, 0
         self.start = self.end = None
+        self.stamps: list[float] = []  # perf_counter at the start of each timed batch (and the one after)
         self.threads = None
         self.profiler = cProfile.Profile() if profile else None
         StepTimer.last = self
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.warmup <= self.calls <= self.warmup + self.steps:
+            self.stamps.append(time.perf_counter())
         if self.calls == self.warmup:
             self.threads = torch.get_num_threads()
             if self.profiler:
@@ -51,6 +54,11 @@ class StepTimer(Callback):
             raise RuntimeError(f"only {self.calls} training batches ran; need warmup + steps + 1 = "
                                f"{self.warmup + self.steps + 1} (raise trainer.max_steps or data.num_samples)")
         return self.steps / (self.end - self.start)
+
+    @property
+    def step_times(self) -> list[float]:
+        """Seconds of each timed step (batch start to the next batch start)."""
+        return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
 
 
 class FirstStepTimer(Callback):
