@@ -30,10 +30,12 @@ class OptlabWandbLogger(WandbLogger):
 
 
 def wandb_logger(run_dir: str, project: str = "optlab", offline: bool = True, tags=(), group: str | None = None,
-                 watch: str | None = None, watch_log_freq: int = 100, **kwargs) -> OptlabWandbLogger:
+                 watch: str | None = None, watch_log_freq: int = 100, name: str | None = None,
+                 **kwargs) -> OptlabWandbLogger:
+    """`name` (also the run id) defaults to the run folder's name; sweep.py sets <study>-trial-<n>."""
     run = Path(run_dir)
     in_sweep = run.parent.name.startswith("multirun-")
-    run_name = f"{run.parent.name}-{run.name}" if in_sweep else run.name
+    run_name = name or (f"{run.parent.name}-{run.name}" if in_sweep else run.name)
     return OptlabWandbLogger(
         name=run_name, id=run_name, resume="allow", project=project, offline=offline,
         tags=list(tags or []), group=group or (run.parent.name if in_sweep else None),
