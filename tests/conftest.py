@@ -35,10 +35,14 @@ def make_cfg(tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _no_leftover_process_group():
+def _isolated_process_state():
     """An in-process Trainer on a distributed strategy leaves the default process group up (as DDP
-    does, for trainer.test after fit); drop it so later tests that fork workers start clean."""
+    does, for trainer.test after fit) and sets LOCAL_RANK, MASTER_PORT, ... in os.environ (which
+    then reads as "this is one rank of a launched group"); undo both so tests stay independent."""
+    saved = dict(os.environ)
     yield
+    os.environ.clear()
+    os.environ.update(saved)
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
