@@ -30,6 +30,7 @@ class StepTimer(Callback):
         self.warmup, self.steps, self.calls = warmup, steps, 0
         self.start = self.end = None
         self.stamps: list[float] = []  # perf_counter at the start of each timed batch (and the one after)
+        self.cpu_stamps: list[float] = []  # process CPU time (all threads) at the same moments
         self.threads = None
         self.profiler = cProfile.Profile() if profile else None
         StepTimer.last = self
@@ -37,6 +38,7 @@ class StepTimer(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.warmup <= self.calls <= self.warmup + self.steps:
             self.stamps.append(time.perf_counter())
+            self.cpu_stamps.append(time.process_time())
         if self.calls == self.warmup:
             self.threads = torch.get_num_threads()
             if self.profiler:
@@ -59,6 +61,11 @@ class StepTimer(Callback):
     def step_times(self) -> list[float]:
         """Seconds of each timed step (batch start to the next batch start)."""
         return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
+
+    @property
+    def cpu_s(self) -> float:
+        """Process CPU seconds (every thread) per timed step."""
+        return (self.cpu_stamps[-1] - self.cpu_stamps[0]) / self.steps
 
 
 class FirstStepTimer(Callback):

@@ -117,7 +117,7 @@ def template_steps_per_s(overrides: list[str], terminal: bool, args, profile: bo
         with terminal_stdout() if terminal else contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
             train(cfg)
     t = StepTimer.last
-    return t.steps_per_s, t.step_times, t.threads, t.profiler
+    return t.steps_per_s, (t.step_times, t.cpu_s), t.threads, t.profiler
 
 
 def _pieces(overrides: list[str]):
@@ -176,7 +176,7 @@ def floor_steps_per_s(overrides: list[str], args, profile: bool = False):
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         trainer.fit(Minimal(), train_dataloaders=_train_loader(datamodule))
-    return timer.steps_per_s, timer.step_times, timer.threads, timer.profiler
+    return timer.steps_per_s, (timer.step_times, timer.cpu_s), timer.threads, timer.profiler
 
 
 def _train_loader(datamodule):
@@ -196,10 +196,11 @@ def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
     net.train()
     profiler = cProfile.Profile() if profile else None
     start = end = None
-    stamps = []
+    stamps, cpu = [], []
     for i, (x, y) in enumerate(loader):
         if args.warmup <= i <= args.warmup + args.steps:
             stamps.append(time.perf_counter())
+            cpu.append(time.process_time())
         if i == args.warmup:
             threads = torch.get_num_threads()
             if profiler:
@@ -218,7 +219,8 @@ def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
             scheduler.step()
     if end is None:
         raise RuntimeError("the loader ran out before warmup + steps batches; raise data.num_samples")
-    return args.steps / (end - start), [b - a for a, b in zip(stamps, stamps[1:])], threads, profiler
+    times = [b - a for a, b in zip(stamps, stamps[1:])]
+    return args.steps / (end - start), (times, (cpu[-1] - cpu[0]) / args.steps), threads, profiler
 
 
 def workload_overrides(args) -> tuple[list[str], dict]:
@@ -342,6 +344,7 @@ def main() -> None:
         variants[f"template ({name})"] = (extra.split(), True)
     results: dict[str, list[float]] = {name: [] for name in variants}
     step_times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu_times: dict[str, list[float]] = {name: [] for name in variants}  # process CPU s/step per run
     threads_seen = set()
     names = list(variants)
     for r in range(args.repeats):
@@ -354,7 +357,8 @@ def main() -> None:
             else:
                 sps, times, threads, _ = template_steps_per_s(overrides + extra, terminal, args)
             results[name].append(sps)
-            step_times[name] += times
+            step_times[name] += times[0]
+            cpu_times[name].append(times[1])
             threads_seen.add(threads)
             print(f"repeat {r + 1}/{args.repeats} {name:45s} {sps:7.2f} steps/s", flush=True)
 
@@ -364,14 +368,19 @@ def main() -> None:
     # ignores whole bursts, and also costs paid every N steps only).
     ms = {name: 1000 / max(values) for name, values in results.items()}
     med_ms = {name: 1000 * statistics.median(times) for name, times in step_times.items()}
+    # Third: CPU time of the whole process (every thread: torch's, the progress bar's) per step,
+    # least CPU run of each variant: time lost waiting for a core that another process holds
+    # does not count (with 2 torch threads, idle intra-op threads spin a little and do).
+    cpu_ms = {name: 1000 * min(values) for name, values in cpu_times.items()}
     headers = ["variant", "best steps/s", "ms/step (best)", "added ms/step", "overhead vs bare",
-               "median step (ms)", "overhead (median step)", "runs (steps/s)"]
+               "median step (ms)", "overhead (median step)", "CPU ms/step", "overhead (CPU)", "runs (steps/s)"]
     rows = []
     for name, values in results.items():
         is_bare = name == BARE
         rows.append([name, f"{max(values):.2f}", f"{ms[name]:.1f}", "" if is_bare else f"{ms[name] - ms[BARE]:+.1f}",
                      "" if is_bare else f"{(ms[name] / ms[BARE] - 1) * 100:+.1f}%", f"{med_ms[name]:.1f}",
                      "" if is_bare else f"{(med_ms[name] / med_ms[BARE] - 1) * 100:+.1f}%",
+                     f"{cpu_ms[name]:.1f}", "" if is_bare else f"{(cpu_ms[name] / cpu_ms[BARE] - 1) * 100:+.1f}%",
                      ", ".join(f"{v:.1f}" for v in values)])
     text = _report.table(headers, rows)
     overhead = (ms[TEMPLATE] / ms[BARE] - 1) * 100
@@ -430,7 +439,8 @@ def main() -> None:
             f"cfg = `python train.py {' '.join(overrides)}` plus a timing callback and the variant's overrides. "
             "\"terminal\": stdout is a pseudo-terminal, so the Rich progress bar draws live as for a user at a "
             "terminal. Added ms/step = template ms/step - bare ms/step; overhead = template ms/step / bare ms/step - 1, "
-            "from the fastest window of each variant (and, second, from its median single step)."
+            "from the fastest window of each variant (second, from its median single step; third, from the least "
+            "process CPU time per step of its runs)."
             f"\n\n{text}\n\n"
             f"Template overhead with the default callbacks on a terminal: **{overhead:+.1f}%** ({added:+.1f} ms/step), "
             f"{verdict} the {args.target:g}% target. {split} {noise}\n{profile_md}")
