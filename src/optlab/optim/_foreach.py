@@ -64,6 +64,19 @@ def plain(tensors: Sequence[Tensor]) -> bool:
     return all(type(t) in (Tensor, torch.nn.Parameter) for t in tensors)
 
 
+def effective_grads(g: list[Tensor], p: list[Tensor], maximize: bool, weight_decay: float) -> list[Tensor]:
+    """The gradients the update uses: negated when maximizing, plus L2 decay `weight_decay * p`.
+    Never writes into p.grad: a modified list is a fresh one."""
+    if maximize:
+        g = torch._foreach_neg(g)  # a fresh list we may update in place below
+    if weight_decay != 0:
+        if maximize:
+            torch._foreach_add_(g, p, alpha=weight_decay)
+        else:
+            g = torch._foreach_add(g, p, alpha=weight_decay)
+    return g
+
+
 def cache_blocks(*lists: Sequence) -> Iterator[list[list]]:
     """Yield the aligned lists cut into blocks of about BLOCK elements (on CPU; elsewhere whole).
 

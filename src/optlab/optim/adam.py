@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import (by_device_and_dtype, cache_blocks, new_step, params_with_grad,
+from optlab.optim._foreach import (by_device_and_dtype, cache_blocks, effective_grads, new_step, params_with_grad,
                                    plain, run_compiled)
 
 
@@ -63,15 +63,9 @@ def adam_update(
 
         blocks = cache_blocks(p, g, m, v, v_max, step_sizes, bc2_sqrts)
         for p, g, m, v, v_max, step_sizes, bc2_sqrts in blocks:
-            if maximize:
-                g = torch._foreach_neg(g)  # a fresh list we may update in place below
-            if weight_decay != 0:
-                if decoupled_weight_decay:
-                    torch._foreach_mul_(p, 1 - lr * weight_decay)
-                elif maximize:
-                    torch._foreach_add_(g, p, alpha=weight_decay)
-                else:  # never write into p.grad
-                    g = torch._foreach_add(g, p, alpha=weight_decay)
+            if decoupled_weight_decay and weight_decay != 0:
+                torch._foreach_mul_(p, 1 - lr * weight_decay)
+            g = effective_grads(g, p, maximize, 0.0 if decoupled_weight_decay else weight_decay)
 
             torch._foreach_lerp_(m, g, 1 - beta1)  # m + (1 - beta1) * (g - m)
             torch._foreach_mul_(v, beta2)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import (by_device_and_dtype, cache_blocks, new_step, params_with_grad,
+from optlab.optim._foreach import (by_device_and_dtype, cache_blocks, effective_grads, new_step, params_with_grad,
                                    plain, run_compiled)
 
 
@@ -51,13 +51,7 @@ def rmsprop_update(
     ):
         torch._foreach_add_(t, 1.0)
         for p, g, v, a, b in cache_blocks(p, g, v, a, b):
-            if maximize:
-                g = torch._foreach_neg(g)  # a fresh list we may update in place below
-            if weight_decay != 0:
-                if maximize:
-                    torch._foreach_add_(g, p, alpha=weight_decay)
-                else:  # never write into p.grad
-                    g = torch._foreach_add(g, p, alpha=weight_decay)
+            g = effective_grads(g, p, maximize, weight_decay)
 
             torch._foreach_mul_(v, alpha)
             torch._foreach_addcmul_(v, g, g, 1 - alpha)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import cache_blocks, params_with_grad, plain, run_compiled
+from optlab.optim._foreach import cache_blocks, effective_grads, params_with_grad, plain, run_compiled
 
 
 def sgd_update(
@@ -50,13 +50,7 @@ def sgd_update(
         for i in [i for i, is_first in enumerate(first) if is_first]:
             bufs[i] = momentum_buffers[indices[i]] = torch.empty_like(g[i])
         for p, g, bufs, first in cache_blocks(p, g, bufs, first):
-            if maximize:
-                g = torch._foreach_neg(g)  # a fresh list we may update in place below
-            if weight_decay != 0:
-                if maximize:
-                    torch._foreach_add_(g, p, alpha=weight_decay)
-                else:  # never write into p.grad
-                    g = torch._foreach_add(g, p, alpha=weight_decay)
+            g = effective_grads(g, p, maximize, weight_decay)
 
             if momentum != 0:
                 old = [i for i, is_first in enumerate(first) if not is_first]
