@@ -225,8 +225,8 @@ def _fmt_params(values: dict) -> str:
     return " ".join(f"{k}={one(v)}" for k, v in values.items())
 
 
-def run_trial(study, trial, s: Settings) -> bool:
-    """Sample, train, tell. Returns False when the sweep must stop (the metric is never logged)."""
+def run_trial(study, trial, s: Settings) -> None:
+    """Sample, train, tell. Raises ConfigError when the sweep must stop (the metric is never logged)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -244,13 +244,13 @@ def run_trial(study, trial, s: Settings) -> bool:
                      while_running=lambda: studies.Heartbeat(storage, trial._trial_id, s.heartbeat_interval))
     frozen = storage.get_trial(trial._trial_id)
     metrics = outcome.get("metrics") or {}
-    state, value, reason, keep_going = TrialState.FAIL, None, outcome.get("reason"), True
+    state, value, reason, stop = TrialState.FAIL, None, outcome.get("reason"), False
     if outcome["status"] == "ok":
         if PRUNE_REASON in frozen.user_attrs:
             state, reason = TrialState.PRUNED, frozen.user_attrs[PRUNE_REASON]
         elif s.metric not in metrics:
             reason = f"sweep.metric={s.metric} was not logged; logged: {', '.join(sorted(metrics))}"
-            keep_going = False
+            stop = True
         elif not math.isfinite(metrics[s.metric]):
             reason = f"{s.metric} is {metrics[s.metric]}"
         else:
@@ -264,14 +264,13 @@ def run_trial(study, trial, s: Settings) -> bool:
     except optuna.exceptions.UpdateFinishedTrialError:
         log.warning("trial %d was declared lost by another worker while it ran (was this worker paused for "
                     "more than sweep.heartbeat.grace=%s s?); its result is dropped", trial.number, s.grace)
-        return keep_going
-    epochs = storage.get_trial(trial._trial_id).user_attrs.get(EPOCHS)
+        return
+    epochs = frozen.user_attrs.get(EPOCHS)  # written by the trial's callback before it ended
     shown = f"{s.metric}={value:.4f}" if value is not None else (reason or "")
     print(f"[trial {trial.number}] {state.name} {shown} | {_fmt_params(values)} | "
           f"{epochs if epochs is not None else '?'} epochs, {outcome.get('wall_s', 0):.1f} s | {run_dir}", flush=True)
-    if not keep_going:
+    if stop:
         raise ConfigError(reason)
-    return keep_going
 
 
 def _lost_on_interrupt(study, trial, s: Settings, why: str) -> None:
