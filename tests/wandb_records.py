@@ -7,6 +7,7 @@ serialized `wandb_internal_pb2.Record` protobufs.
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32 * 1024
@@ -24,6 +25,8 @@ def payloads(path: Path):
             pos += left_in_block
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos:pos + HEADER])
+        if pos + HEADER + length > len(data):  # the writer is mid-record
+            return
         body = data[pos + HEADER:pos + HEADER + length]
         pos += HEADER + length
         if kind == 0 and length == 0:
@@ -39,13 +42,23 @@ def payloads(path: Path):
             yield b"".join(chunks)
 
 
-def records(path: Path):
+def records(path: Path, timeout: float = 60.0) -> list:
+    """Every record of a finished run. wandb.finish() only tells the wandb-core service that the run
+    ended (fire and forget), so the service may still be writing the file: re-read it until the
+    exit record is there."""
     from wandb.proto import wandb_internal_pb2
 
-    for raw in payloads(path):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
-        yield record
+    deadline = time.monotonic() + timeout
+    while True:
+        parsed = []
+        for raw in payloads(path):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(raw)
+            parsed.append(record)
+        if any(r.WhichOneof("record_type") == "exit" for r in parsed):
+            return parsed
+        assert time.monotonic() < deadline, f"{path} has no exit record after {timeout} s: run never finished"
+        time.sleep(0.2)
 
 
 def history(path: Path) -> list[dict]:
