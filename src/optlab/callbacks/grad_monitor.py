@@ -17,9 +17,13 @@ from lightning.pytorch import Callback
 from optlab.loggers.steps import logged_step, logs_this_step
 
 
-def _norm(t: torch.Tensor) -> float:
-    n = torch.linalg.vector_norm(t.detach().float())
-    return float(n.full_tensor() if hasattr(n, "full_tensor") else n)  # DTensor under FSDP2
+def _norms(tensors: list[torch.Tensor]) -> list[float]:
+    """L2 norm (in float32) of each tensor: one foreach kernel and one host sync for all of them."""
+    if not tensors:
+        return []
+    if any(hasattr(t, "full_tensor") for t in tensors):  # DTensor under FSDP2: a norm is a reduction over ranks
+        return [float(torch.linalg.vector_norm(t.detach().float()).full_tensor()) for t in tensors]
+    return torch.stack(torch._foreach_norm([t.detach() for t in tensors], dtype=torch.float32)).tolist()
 
 
 class GradientMonitor(Callback):
@@ -52,20 +56,24 @@ class GradientMonitor(Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         step = logged_step(trainer)
-        if not logs_this_step(trainer) or (self.every_n_steps and (step + 1) % self.every_n_steps):
+        if not trainer.loggers or not logs_this_step(trainer):
             return
-        stats, total_sq, ratios = {}, 0.0, []
-        for name, p in pl_module.named_parameters():
-            if p.grad is None:
-                continue
-            g = _norm(p.grad)
-            total_sq += g * g
-            if p.ndim > 1:  # weights of conv/linear layers; biases and norms are in the total only
-                ratio = g / (_norm(p) + 1e-12)
-                ratios.append(ratio)
-                if self.per_layer:
-                    stats[f"grad_norm/{name}"] = g
-                    stats[f"grad_to_weight/{name}"] = ratio
+        if self.every_n_steps and (step + 1) % self.every_n_steps:
+            return
+        named = [(name, p) for name, p in pl_module.named_parameters() if p.grad is not None]
+        # weights of conv/linear layers get a ratio; biases and norms are in the total only
+        matrices = [i for i, (_, p) in enumerate(named) if p.ndim > 1]
+        norms = _norms([p.grad for _, p in named] + [named[i][1] for i in matrices])
+        grad_norms, weight_norms = norms[:len(named)], norms[len(named):]
+        total_sq = sum(g * g for g in grad_norms)
+        stats, ratios = {}, []
+        for i, w in zip(matrices, weight_norms):
+            name, g = named[i][0], grad_norms[i]
+            ratio = g / (w + 1e-12)
+            ratios.append(ratio)
+            if self.per_layer:
+                stats[f"grad_norm/{name}"] = g
+                stats[f"grad_to_weight/{name}"] = ratio
         if not ratios and not total_sq:
             return
         stats["grad_norm/total"] = math.sqrt(total_sq)
