@@ -23,6 +23,16 @@ from optlab.optim import build_optimizer
 
 
 class ImageClassifier(L.LightningModule):
+    # Set several times per step (Lightning sets _current_fx_name around each of ~20 hook calls), and
+    # never a parameter, module or buffer: skip nn.Module.__setattr__'s checks for those (2 us each).
+    _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "examples_seen", "_train_sums", "_train_count"})
+
+    def __setattr__(self, name: str, value) -> None:
+        if name in self._PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable | None = None, param_groups: dict | None = None,
                  label_smoothing: float = 0.0, compile: bool = False):
