@@ -1,7 +1,11 @@
 """What the template costs per training step: its Trainer loop vs a bare PyTorch loop, same work.
 
 Both sides train the same network (optlab.models.ResNet with the config's arguments), with the
-same optimizer and param groups, LR schedule, DataLoader and thread count, in one process:
+same optimizer and param groups, LR schedule, DataLoader and thread count, in one process. The
+loops run paired, step by step (benchmarks/_paired.py): before every step of the loop under test,
+one step of a separate bare loop, timed on its own. This machine's speed swings by 30-80% for
+seconds at a time, so loops timed in separate runs differ by more than the few percent measured
+here; paired steps see the same load and their ratio cancels it. The loops under test:
   - template: optlab.run.train(cfg) with cfg composed like `python train.py data=synthetic
     logger=none test=false ...`, i.e. the template's LightningModule (metrics, self.log), the
     Trainer, and the default callbacks (checkpoint, early stopping, Rich progress bar, gradient
@@ -16,28 +20,30 @@ same optimizer and param groups, LR schedule, DataLoader and thread count, in on
     training_step is forward + loss (no self.log, no metrics) and configure_optimizers the same
     optimizer and schedule, in a Trainer with no logger, callback, checkpoint or progress bar.
     template - floor is what the template adds; floor - bare is Lightning's own per-step cost.
-  - bare: for x, y in loader: zero_grad, forward, cross-entropy, backward, step, scheduler step.
-Only steady-state steps are timed: `--steps` steps after `--warmup` steps, from the start of one
-batch to the start of the batch `--steps` later (data loading included; validation, checkpoint
-saving and setup fall outside the window: the run is one epoch, timed up to its last batch). Variants are
-interleaved, rotating the order each repeat, to spread drift and other load evenly. Reported per
-variant: the fastest window (best steps/s over the repeats, as timeit takes the minimum: load only
-ever slows a run down) and the median single step over all repeats; overhead = template ms/step /
-bare ms/step - 1 (target: <= 5%).
-When the default template's overhead is above --target (or with --profile), one more run of the
-template and of the bare loop is profiled (cProfile over the timed steps only) and their time
-compared by category (Lightning loop, self.log, torchmetrics, progress bar, torch, ...).
+  - control: a second bare loop. Its overhead is the method's own bias (cache effects of pairing,
+    order) and shows the noise left; it should be 0 within a fraction of a percent.
+The bare loop: zero_grad, forward, cross-entropy, backward, step, scheduler step, on a batch from
+its own DataLoader. Only steady-state steps are timed: `--steps` steps after `--warmup` steps (the
+run is one epoch, timed up to its last batch, so validation, checkpoint saving and setup fall
+outside). Variants are interleaved, rotating the order each repeat.
+Reported per variant, from windows of `--window` consecutive steps (one logging step each by
+default, so periodic costs count): the median over all windows of all repeats of
+(tested time / bare time) - 1, with a 95% interval from resampling whole repeats, and each repeat's
+pooled ratio. Target for the default template on a terminal: <= 5%.
+When that is above --target (or with --profile), one more paired run of the template is profiled
+(cProfile of each side's own steps) and the time compared by category (Lightning loop, self.log,
+torchmetrics, progress bar, torch, ...).
 --variant adds template variants, e.g. a what-if config: 'NAME:OVERRIDE OVERRIDE'.
 
 The default workload is the default model (ResNet blocks [1,1], widths [32,64]) on synthetic
 1x8x8 images (the digits shape), batch 64: tens of ms per step on a 2-core CPU. 3x32x32 inputs
 take a few hundred ms per step there; pass e.g. `data.shape=[3,16,16] model.net.widths=[16,32]` to change.
 
-To run (about 2 minutes on 2 CPU cores):
+To run (about 4 minutes on 2 CPU cores):
     python benchmarks/template_overhead.py
     python benchmarks/template_overhead.py --repeats 7 --steps 200 data.shape=[3,16,16]
     python benchmarks/template_overhead.py --profile --no-record
-    python benchmarks/template_overhead.py --variant 'refresh 10/s:++callbacks.rich_progress_bar.refresh_rate=10'
+    python benchmarks/template_overhead.py --variant 'refresh 4/s:callbacks.rich_progress_bar.refresh_rate=4'
 """
 
 import argparse
@@ -47,13 +53,13 @@ import fcntl
 import io
 import os
 import pstats
+import random
 import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import termios
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,18 +67,20 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import _report  # noqa: E402
 
 BASE_OVERRIDES = ["data=synthetic", "data.shape=[1,8,8]", "logger=none", "test=false"]
-VARIANTS = {  # name -> (extra overrides, progress bar on a terminal)
-    "template (default callbacks, terminal)": ([], True),
-    "template (default callbacks, stdout not a terminal)": ([], False),
-    "template (default callbacks, no progress bar)": (["~callbacks.rich_progress_bar",
-                                                       "++trainer.enable_progress_bar=false"], False),
-    "template (callbacks=none, no progress bar)": (["callbacks=none", "++trainer.enable_progress_bar=false"], False),
-    "Lightning floor (minimal LightningModule, no callbacks)": ("floor", False),
-    "bare PyTorch loop": (None, False),
-}
-FLOOR = "Lightning floor (minimal LightningModule, no callbacks)"
 TEMPLATE = "template (default callbacks, terminal)"
-BARE = "bare PyTorch loop"
+PIPE = "template (default callbacks, stdout not a terminal)"
+NOBAR = "template (default callbacks, no progress bar)"
+NOCB = "template (callbacks=none, no progress bar)"
+FLOOR = "Lightning floor (minimal LightningModule, no callbacks)"
+CONTROL = "control: a second bare loop"
+VARIANTS = {  # name -> (extra overrides, or "floor" / "control"; progress bar on a terminal)
+    TEMPLATE: ([], True),
+    PIPE: ([], False),
+    NOBAR: (["~callbacks.rich_progress_bar", "++trainer.enable_progress_bar=false"], False),
+    NOCB: (["callbacks=none", "++trainer.enable_progress_bar=false"], False),
+    FLOOR: ("floor", False),
+    CONTROL: ("control", False),
+}
 
 
 @contextlib.contextmanager
@@ -102,22 +110,13 @@ def compose(overrides: list[str], run_dir: str):
     return compose_config(overrides, run_dir=run_dir)
 
 
-def template_steps_per_s(overrides: list[str], terminal: bool, args, profile: bool = False):
-    """One run of optlab.run.train with a StepTimer callback; returns (steps/s, step times, threads, profiler)."""
-    from optlab.run import train
+def compose(overrides: list[str], run_dir: str):
+    from hydra.core.global_hydra import GlobalHydra
 
-    from benchmarks._timers import StepTimer
+    from optlab.run import compose_config
 
-    timer = ["+callbacks.step_timer._target_=benchmarks._timers.StepTimer",
-             f"+callbacks.step_timer.warmup={args.warmup}", f"+callbacks.step_timer.steps={args.steps}",
-             f"+callbacks.step_timer.profile={profile}"]
-    with tempfile.TemporaryDirectory() as run_dir:
-        cfg = compose(overrides + timer, run_dir)
-        out = io.StringIO()  # the model summary and the final table; the progress bar goes to stdout
-        with terminal_stdout() if terminal else contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            train(cfg)
-    t = StepTimer.last
-    return t.steps_per_s, (t.step_times, t.cpu_s), t.threads, t.profiler
+    GlobalHydra.instance().clear()
+    return compose_config(overrides, run_dir=run_dir)
 
 
 def _pieces(overrides: list[str]):
@@ -146,11 +145,44 @@ def _pieces(overrides: list[str]):
     return cfg, datamodule, net, make_optimizer, schedule, criterion
 
 
-def floor_steps_per_s(overrides: list[str], args, profile: bool = False):
-    """The same pieces in the smallest LightningModule and a bare Trainer."""
+def _train_loader(datamodule):
+    datamodule.setup("fit")
+    return datamodule.train_dataloader()
+
+
+def bare_loop(overrides: list[str]):
+    """A BareLoop with the run's network, optimizer, schedule and DataLoader."""
+    from _paired import BareLoop
+
+    cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
+    optimizer = make_optimizer(net)
+    # The template's total is trainer.estimated_stepping_batches: max_steps here.
+    scheduler = schedule(optimizer, total_steps=cfg.trainer.max_steps) if schedule else None
+    return BareLoop(net, optimizer, scheduler, criterion, _train_loader(datamodule))
+
+
+def run_template(overrides: list[str], terminal: bool, args, profile: bool = False):
+    """One paired run of optlab.run.train; returns its PairedSteps."""
+    from _paired import PairedTimer
+
+    from optlab.run import train
+
+    PairedTimer.next_bare = bare_loop(overrides)
+    timer = ["+callbacks.paired._target_=_paired.PairedTimer", f"+callbacks.paired.warmup={args.warmup}",
+             f"+callbacks.paired.steps={args.steps}", f"+callbacks.paired.profile={profile}"]
+    with tempfile.TemporaryDirectory() as run_dir:
+        cfg = compose(overrides + timer, run_dir)
+        out = io.StringIO()  # the model summary and the final table; the progress bar goes to stdout
+        with terminal_stdout() if terminal else contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            train(cfg)
+    return PairedTimer.last.pairs
+
+
+def run_floor(overrides: list[str], args, profile: bool = False):
+    """The same pieces in the smallest LightningModule and a bare Trainer, paired."""
     import lightning as L
 
-    from benchmarks._timers import StepTimer
+    from _paired import PairedTimer
 
     cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
 
@@ -170,57 +202,41 @@ def floor_steps_per_s(overrides: list[str], args, profile: bool = False):
             scheduler = schedule(optimizer, total_steps=cfg.trainer.max_steps)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    timer = StepTimer(warmup=args.warmup, steps=args.steps, profile=profile)
+    PairedTimer.next_bare = bare_loop(overrides)
+    timer = PairedTimer(warmup=args.warmup, steps=args.steps, profile=profile)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps, logger=False,
                         callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         trainer.fit(Minimal(), train_dataloaders=_train_loader(datamodule))
-    return timer.steps_per_s, (timer.step_times, timer.cpu_s), timer.threads, timer.profiler
+    return timer.pairs
 
 
-def _train_loader(datamodule):
-    datamodule.setup("fit")
-    return datamodule.train_dataloader()
+def run_control(overrides: list[str], args, profile: bool = False):
+    """A bare loop paired with another bare loop: the method's own bias and leftover noise."""
+    from _paired import PairedSteps
+
+    tested = bare_loop(overrides)
+    pairs = PairedSteps(bare_loop(overrides), args.warmup, args.steps, profile)
+    for k in range(args.warmup + args.steps + 1):
+        pairs.cycle()
+        if k < args.warmup + args.steps:
+            tested.step()
+    return pairs
 
 
-def bare_steps_per_s(overrides: list[str], args, profile: bool = False):
-    """The same network, optimizer, schedule and DataLoader in a plain loop."""
-    import torch
-
-    cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
-    loader = _train_loader(datamodule)
-    optimizer = make_optimizer(net)
-    # The template's total is trainer.estimated_stepping_batches: max_steps here.
-    scheduler = schedule(optimizer, total_steps=cfg.trainer.max_steps) if schedule else None
-    net.train()
-    profiler = cProfile.Profile() if profile else None
-    start = end = None
-    stamps, cpu = [], []
-    for i, (x, y) in enumerate(loader):
-        if args.warmup <= i <= args.warmup + args.steps:
-            stamps.append(time.perf_counter())
-            cpu.append(time.process_time())
-        if i == args.warmup:
-            threads = torch.get_num_threads()
-            if profiler:
-                profiler.enable()
-            start = time.perf_counter()
-        elif i == args.warmup + args.steps:
-            end = time.perf_counter()
-            if profiler:
-                profiler.disable()
-            break
-        optimizer.zero_grad(set_to_none=True)
-        loss = criterion(net(x), y)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-    if end is None:
-        raise RuntimeError("the loader ran out before warmup + steps batches; raise data.num_samples")
-    times = [b - a for a, b in zip(stamps, stamps[1:])]
-    return args.steps / (end - start), (times, (cpu[-1] - cpu[0]) / args.steps), threads, profiler
+def run(name: str, variants: dict, overrides: list[str], args, profile: bool = False):
+    extra, terminal = variants[name]
+    if extra == "control":
+        pairs = run_control(overrides, args, profile)
+    elif extra == "floor":
+        pairs = run_floor(overrides, args, profile)
+    else:
+        pairs = run_template(overrides + extra, terminal, args, profile)
+    if not pairs.done:
+        raise RuntimeError(f"{name}: only {len(pairs.tested_s)} of {args.steps} steps ran; "
+                           "raise trainer.max_steps or data.num_samples")
+    return pairs
 
 
 def workload_overrides(args) -> tuple[list[str], dict]:
@@ -247,6 +263,7 @@ BWD = "backward + optimizer + LR scheduler (torch)"
 OWNERS = [  # (part of a source path, category); the first match wins; None: charged to the callers
     ("/rich/", "progress bar (Lightning's RichProgressBar, rich)"),
     ("/callbacks/progress/", "progress bar (Lightning's RichProgressBar, rich)"),
+    ("optlab/callbacks/progress.py", "progress bar (Lightning's RichProgressBar, rich)"),
     ("/torchmetrics/", "torchmetrics (val/test metrics; none per training step)"),
     ("optlab/callbacks/", "optlab GradientMonitor (on logging steps)"),
     ("optlab/models/classifier.py", "optlab ImageClassifier (training_step's own lines)"),
@@ -318,20 +335,54 @@ def profile_breakdown(profiler: cProfile.Profile) -> dict[str, float]:
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
+def window_ratios(pairs, window: int) -> list[float]:
+    """tested time / bare time over each run of `window` consecutive paired steps."""
+    t, b = pairs.tested_s, pairs.bare_s
+    return [sum(t[i:i + window]) / sum(b[i:i + window]) for i in range(0, len(t) - window + 1, window)]
+
+
+def window_means(times: list[float], window: int) -> list[float]:
+    return [statistics.fmean(times[i:i + window]) for i in range(0, len(times) - window + 1, window)]
+
+
+def interval(runs: list[list[float]], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of the median window ratio, resampling whole repeats (windows of one repeat share
+    its load, so they are not independent)."""
+    rng = random.Random(seed)
+    medians = sorted(statistics.median([r for run in rng.choices(runs, k=len(runs)) for r in run])
+                     for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
+def summarize(runs: list, window: int) -> dict:
+    ratios = [window_ratios(p, window) for p in runs]
+    pooled = [sum(p.tested_s) / sum(p.bare_s) for p in runs]
+    low, high = interval(ratios)
+    bare_ms = 1000 * statistics.median([m for p in runs for m in window_means(p.bare_s, window)])
+    tested_ms = 1000 * statistics.median([m for p in runs for m in window_means(p.tested_s, window)])
+    overhead = statistics.median([r for run in ratios for r in run]) - 1
+    return {"overhead": overhead, "low": low - 1, "high": high - 1, "pooled": [x - 1 for x in pooled],
+            "bare_ms": bare_ms, "tested_ms": tested_ms, "added_ms": overhead * bare_ms}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="runs of each variant (interleaved)")
+    parser.add_argument("--repeats", type=int, default=5, help="paired runs of each variant (interleaved)")
     parser.add_argument("--warmup", type=int, default=10, help="steps before timing starts")
     parser.add_argument("--steps", type=int, default=100, help="steps timed per run")
+    parser.add_argument("--window", type=int, default=10,
+                        help="steps per window (default: trainer.log_every_n_steps)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads for all")
     parser.add_argument("--target", type=float, default=5.0, help="overhead (%%) above which to profile")
     parser.add_argument("--profile", action="store_true", help="profile the template even under the target")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
                         help="one more template variant (progress bar on a terminal), e.g. "
-                             "'refresh 10/s:++callbacks.rich_progress_bar.refresh_rate=10'; repeatable")
+                             "'refresh 4/s:callbacks.rich_progress_bar.refresh_rate=4'; repeatable")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides (data, model, optimizer)")
     args = parser.parse_args()
+    if args.steps < args.window:
+        parser.error(f"--steps={args.steps} must be at least --window={args.window}")
     started, load_before = _report.now(), _report.load()
 
     import torch
@@ -342,81 +393,47 @@ def main() -> None:
     for spec in args.variant:
         name, _, extra = spec.partition(":")
         variants[f"template ({name})"] = (extra.split(), True)
-    results: dict[str, list[float]] = {name: [] for name in variants}
-    step_times: dict[str, list[float]] = {name: [] for name in variants}
-    cpu_times: dict[str, list[float]] = {name: [] for name in variants}  # process CPU s/step per run
+    runs: dict[str, list] = {name: [] for name in variants}
     threads_seen = set()
     names = list(variants)
     for r in range(args.repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            extra, terminal = variants[name]
-            if extra is None:
-                sps, times, threads, _ = bare_steps_per_s(overrides, args)
-            elif extra == "floor":
-                sps, times, threads, _ = floor_steps_per_s(overrides, args)
-            else:
-                sps, times, threads, _ = template_steps_per_s(overrides + extra, terminal, args)
-            results[name].append(sps)
-            step_times[name] += times[0]
-            cpu_times[name].append(times[1])
-            threads_seen.add(threads)
-            print(f"repeat {r + 1}/{args.repeats} {name:45s} {sps:7.2f} steps/s", flush=True)
+            pairs = run(name, variants, overrides, args)
+            runs[name].append(pairs)
+            threads_seen.add(pairs.threads)
+            print(f"repeat {r + 1}/{args.repeats} {name:55s} {1000 * statistics.fmean(pairs.tested_s):6.2f} ms/step "
+                  f"vs bare {1000 * statistics.fmean(pairs.bare_s):6.2f}", flush=True)
 
-    # Two estimates, both robust to this machine's bursts of load (runs of one variant differ by
-    # 30% here): the fastest window of `--steps` steps (as timeit takes the minimum; it includes the
-    # periodic costs such as logging steps), and the median single step over all repeats (it
-    # ignores whole bursts, and also costs paid every N steps only).
-    ms = {name: 1000 / max(values) for name, values in results.items()}
-    med_ms = {name: 1000 * statistics.median(times) for name, times in step_times.items()}
-    # Third: CPU time of the whole process (every thread: torch's, the progress bar's) per step,
-    # least CPU run of each variant: time lost waiting for a core that another process holds
-    # does not count (with 2 torch threads, idle intra-op threads spin a little and do).
-    cpu_ms = {name: 1000 * min(values) for name, values in cpu_times.items()}
-    headers = ["variant", "best steps/s", "ms/step (best)", "added ms/step", "overhead vs bare",
-               "median step (ms)", "overhead (median step)", "CPU ms/step", "overhead (CPU)", "runs (steps/s)"]
-    rows = []
-    for name, values in results.items():
-        is_bare = name == BARE
-        rows.append([name, f"{max(values):.2f}", f"{ms[name]:.1f}", "" if is_bare else f"{ms[name] - ms[BARE]:+.1f}",
-                     "" if is_bare else f"{(ms[name] / ms[BARE] - 1) * 100:+.1f}%", f"{med_ms[name]:.1f}",
-                     "" if is_bare else f"{(med_ms[name] / med_ms[BARE] - 1) * 100:+.1f}%",
-                     f"{cpu_ms[name]:.1f}", "" if is_bare else f"{(cpu_ms[name] / cpu_ms[BARE] - 1) * 100:+.1f}%",
-                     ", ".join(f"{v:.1f}" for v in values)])
+    stats = {name: summarize(values, args.window) for name, values in runs.items()}
+    headers = ["loop under test", "ms/step", "paired bare ms/step", "added ms/step", "overhead (median window)",
+               "95% interval", "each repeat (pooled)"]
+    rows = [[name, f"{s['tested_ms']:.2f}", f"{s['bare_ms']:.2f}", f"{s['added_ms']:+.2f}",
+             f"{100 * s['overhead']:+.1f}%", f"{100 * s['low']:+.1f}% .. {100 * s['high']:+.1f}%",
+             ", ".join(f"{100 * x:+.1f}" for x in s["pooled"])] for name, s in stats.items()]
     text = _report.table(headers, rows)
-    overhead = (ms[TEMPLATE] / ms[BARE] - 1) * 100
+    head = stats[TEMPLATE]
+    overhead = 100 * head["overhead"]
     workload = (f"ResNet blocks {info['blocks']} widths {info['widths']} on synthetic {info['shape']} images, "
-                f"batch {info['batch']}, {info['optimizer']} with {info['scheduler']}; {args.steps} steps timed "
-                f"after {args.warmup} warm-up steps, {args.repeats} interleaved repeats, "
-                f"torch threads {sorted(threads_seen)}")
+                f"batch {info['batch']}, {info['optimizer']} with {info['scheduler']}; {args.steps} paired steps "
+                f"timed after {args.warmup} warm-up steps, windows of {args.window} steps, {args.repeats} "
+                f"interleaved repeats, torch threads {sorted(threads_seen)}")
     verdict = "within" if overhead <= args.target else "above"
-    added = ms[TEMPLATE] - ms[BARE]
-    nobar, nocb, pipe = (ms[n] for n in ("template (default callbacks, no progress bar)",
-                                         "template (callbacks=none, no progress bar)",
-                                         "template (default callbacks, stdout not a terminal)"))
-    over_floor = ms[TEMPLATE] - ms[FLOOR]
-    split = (f"Of the {added:+.1f} ms/step (fastest windows): Lightning's own loop (floor - bare) "
-             f"{ms[FLOOR] - ms[BARE]:+.1f}; the template's LightningModule (callbacks=none - floor) "
-             f"{nocb - ms[FLOOR]:+.1f}; the default callbacks other than the progress bar (no progress bar - "
-             f"callbacks=none) {nobar - nocb:+.1f}; the Rich progress bar on a terminal (terminal - no progress "
-             f"bar) {ms[TEMPLATE] - nobar:+.1f}, or {pipe - nobar:+.1f} when stdout is not a terminal. "
-             f"What the template adds to Lightning's floor: {over_floor:+.1f} ms/step, "
-             f"{(ms[TEMPLATE] / ms[FLOOR] - 1) * 100:+.1f}%. The added time is per step, not per unit of "
-             f"work: the template costs <= {args.target:g}% of a step that takes at least "
-             f"{max(added, 0) * 100 / args.target:.0f} ms (vs bare) or {max(over_floor, 0) * 100 / args.target:.0f} ms "
-             f"(vs the Lightning floor).")
-    spreads = [(max(v) / min(v) - 1) * 100 for v in results.values()]
-    noise = (f"Run-to-run spread within a variant (max/min - 1): median {statistics.median(spreads):.0f}%, "
-             f"largest {max(spreads):.0f}%; differences smaller than that are not resolved by this run.")
+    added = {name: s["added_ms"] for name, s in stats.items()}
+    split = (f"Of the {added[TEMPLATE]:+.2f} ms/step: Lightning's own loop (floor) {added[FLOOR]:+.2f}; the template's "
+             f"LightningModule (callbacks=none - floor) {added[NOCB] - added[FLOOR]:+.2f}; the default callbacks "
+             f"other than the progress bar (no progress bar - callbacks=none) {added[NOBAR] - added[NOCB]:+.2f}; "
+             f"the Rich progress bar on a terminal (terminal - no progress bar) {added[TEMPLATE] - added[NOBAR]:+.2f}, "
+             f"or {added[PIPE] - added[NOBAR]:+.2f} when stdout is not a terminal. What the template adds to "
+             f"Lightning's floor: {added[TEMPLATE] - added[FLOOR]:+.2f} ms/step. The control (a bare loop paired "
+             f"with a bare loop) reads {100 * stats[CONTROL]['overhead']:+.1f}%: the method's own bias.")
     print(f"\n{workload}\noverrides: {' '.join(overrides)}\n\n{text}\n\n"
-          f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target). {split}\n{noise}")
+          f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target). {split}")
 
     profile_md = ""
     if args.profile or overhead > args.target:
-        print("\nprofiling one more run of the template and of the bare loop (cProfile, timed steps only) ...",
-              flush=True)
-        _, _, _, prof_t = template_steps_per_s(overrides, VARIANTS[TEMPLATE][1], args, profile=True)
-        _, _, _, prof_b = bare_steps_per_s(overrides, args, profile=True)
-        parts_t, parts_b = profile_breakdown(prof_t), profile_breakdown(prof_b)
+        print("\nprofiling one more paired run of the template (cProfile of each side's steps) ...", flush=True)
+        pairs = run(TEMPLATE, variants, overrides, args, profile=True)
+        parts_t, parts_b = profile_breakdown(pairs.tested_profiler), profile_breakdown(pairs.bare_profiler)
         per_step = 1000 / args.steps
         prow = [[k, f"{v * per_step:.2f}", f"{parts_b.get(k, 0.0) * per_step:.2f}",
                  f"{(v - parts_b.get(k, 0.0)) * per_step:+.2f}"] for k, v in parts_t.items()]
@@ -425,27 +442,30 @@ def main() -> None:
                      f"{(tot_t - tot_b) * per_step:+.2f}"])
         ptable = _report.table(["own time by category (ms/step)", "template", "bare", "difference"], prow)
         top = io.StringIO()
-        pstats.Stats(prof_t, stream=top).sort_stats("tottime").print_stats(20)
+        pstats.Stats(pairs.tested_profiler, stream=top).sort_stats("tottime").print_stats(20)
         print(f"\n{ptable}\n\ntemplate, top functions by own time:\n{top.getvalue()}")
         profile_md = (f"\nWhere the time goes: cProfile of the main thread over the {args.steps} timed steps of one "
-                      "more run of each (the profiler slows Python code more than torch kernels, so the template's "
-                      "share is overstated; the progress bar's refresh thread is not profiled: compare the variants "
-                      "above for it). A builtin or standard-library function, e.g. a torch op or copy.deepcopy, is "
-                      "charged to the code that called it, and Lightning's apply_to_collection helpers to their "
-                      "callers.\n\n"
+                      "more paired run, each side's steps profiled apart (the profiler slows Python code more "
+                      "than torch kernels, so the template's share is overstated; the progress bar's drawing "
+                      "thread is not profiled: compare the variants above for it). A builtin or standard-library "
+                      "function, e.g. a torch op or copy.deepcopy, is charged to the code that called it, and "
+                      "Lightning's apply_to_collection helpers to their callers.\n\n"
                       f"{ptable}\n")
 
-    body = (f"Workload: {workload}. All variants run in one process; the template is `optlab.run.train(cfg)` with "
-            f"cfg = `python train.py {' '.join(overrides)}` plus a timing callback and the variant's overrides. "
+    body = (f"Workload: {workload}. All loops run in one process; the template is `optlab.run.train(cfg)` with "
+            f"cfg = `python train.py {' '.join(overrides)}` plus the pairing callback and the variant's overrides. "
+            "Each step of the loop under test follows one step of a separate bare PyTorch loop (same network, "
+            "optimizer, schedule and data), timed apart, so both see the same load (benchmarks/_paired.py). "
             "\"terminal\": stdout is a pseudo-terminal, so the Rich progress bar draws live as for a user at a "
-            "terminal. Added ms/step = template ms/step - bare ms/step; overhead = template ms/step / bare ms/step - 1, "
-            "from the fastest window of each variant (second, from its median single step; third, from the least "
-            "process CPU time per step of its runs)."
+            f"terminal. Overhead = tested time / bare time - 1 over windows of {args.window} steps, median over "
+            "all windows of all repeats; the 95% interval resamples whole repeats; added ms/step = overhead x "
+            "bare ms/step."
             f"\n\n{text}\n\n"
-            f"Template overhead with the default callbacks on a terminal: **{overhead:+.1f}%** ({added:+.1f} ms/step), "
-            f"{verdict} the {args.target:g}% target. {split} {noise}\n{profile_md}")
+            f"Template overhead with the default callbacks on a terminal: **{overhead:+.1f}%** "
+            f"({added[TEMPLATE]:+.2f} ms/step; 95% interval {100 * head['low']:+.1f}% .. {100 * head['high']:+.1f}%), "
+            f"{verdict} the {args.target:g}% target. {split}\n{profile_md}")
     if not args.no_record:
-        _report.append_section("Template overhead per training step", body, started, load_before)
+        _report.append_section("Template overhead per training step (paired)", body, started, load_before)
 
 
 if __name__ == "__main__":
