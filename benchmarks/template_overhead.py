@@ -10,9 +10,9 @@ here; paired steps see the same load and their ratio cancels it. The loops under
     logger=none test=false ...`, i.e. the template's LightningModule (metrics, self.log), the
     Trainer, and the default callbacks (checkpoint, early stopping, Rich progress bar, gradient
     monitor; the LR monitor drops out without a logger). The progress bar draws to a pseudo-terminal
-    (drained by `cat`), as it does for a user at a terminal: Rich redraws nothing into a pipe.
-  - the same with stdout not a terminal (a pipe or file: nohup, batch jobs), where Rich draws
-    nothing live,
+    (drained by `cat`), as it does for a user at a terminal: into a pipe Rich shows nothing live.
+  - the same with stdout not a terminal (a pipe or file: nohup, batch jobs), where Rich shows
+    nothing live (yet still builds every frame),
   - the template without its progress bar (`~callbacks.rich_progress_bar
     ++trainer.enable_progress_bar=false`), and without any callback (`callbacks=none
     ++trainer.enable_progress_bar=false`), so the cost of each is visible.
@@ -43,7 +43,7 @@ To run (about 4 minutes on 2 CPU cores):
     python benchmarks/template_overhead.py
     python benchmarks/template_overhead.py --repeats 7 --steps 200 data.shape=[3,16,16]
     python benchmarks/template_overhead.py --profile --no-record
-    python benchmarks/template_overhead.py --variant 'refresh 4/s:callbacks.rich_progress_bar.refresh_rate=4'
+    python benchmarks/template_overhead.py --variant 'refresh 10/s:callbacks.rich_progress_bar.refresh_rate=10'
 """
 
 import argparse
@@ -378,7 +378,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
                         help="one more template variant (progress bar on a terminal), e.g. "
-                             "'refresh 4/s:callbacks.rich_progress_bar.refresh_rate=4'; repeatable")
+                             "'refresh 10/s:callbacks.rich_progress_bar.refresh_rate=10'; repeatable")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides (data, model, optimizer)")
     args = parser.parse_args()
     if args.steps < args.window:
