@@ -408,3 +408,19 @@ def test_ddp_trials_run_in_their_own_process_and_report(tmp_path):
         assert sorted(t.intermediate_values) == [0, 1]  # rank 0 reported every epoch
         assert (Path(t.user_attrs["run_dir"]) / "train_ddp_process_1.log").exists() or \
             (Path(t.user_attrs["run_dir"]) / "metrics.json").exists()
+
+
+def test_state_name_marks_uncounted_failures_lost():
+    from types import SimpleNamespace
+
+    from optuna.trial import TrialState
+
+    from optlab.sweep.study import FAIL_REASON, LOST_REASON, state_name
+
+    def trial(state, **attrs):
+        return SimpleNamespace(state=state, user_attrs=attrs)
+
+    assert state_name(trial(TrialState.FAIL, **{LOST_REASON: "no heartbeat"})) == "LOST"
+    assert state_name(trial(TrialState.FAIL, **{FAIL_REASON: "raised"})) == "FAIL"
+    assert state_name(trial(TrialState.COMPLETE)) == "COMPLETE"
+    assert state_name(trial(TrialState.WAITING)) == "WAITING"

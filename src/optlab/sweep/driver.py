@@ -342,7 +342,7 @@ def summary_line(study, s: Settings) -> str:
     from collections import Counter
 
     trials = study.get_trials(deepcopy=False)
-    states = Counter("LOST" if (t.state.name == "FAIL" and not studies.counts(t)) else t.state.name for t in trials)
+    states = Counter(studies.state_name(t) for t in trials)
     parts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(states.items()))
     return f"[sweep] study {s.study_name}: {studies.n_counted(study)}/{s.n_trials} trials ({parts}); storage {s.storage}"
 

@@ -19,6 +19,7 @@ import logging
 import math
 import statistics
 import warnings
+from collections import Counter
 from pathlib import Path
 
 from optlab.sweep import study as studies
@@ -83,8 +84,7 @@ def write_csv(study, path: Path, metric: str) -> None:
         for t in trials:
             reason = next((t.user_attrs[k] for k in ("prune_reason", studies.FAIL_REASON, studies.LOST_REASON)
                            if k in t.user_attrs), "")
-            state = "LOST" if t.state.name == "FAIL" and not studies.counts(t) else t.state.name
-            w.writerow([t.number, state, "" if t.value is None else t.value, *(t.params.get(n, "") for n in names),
+            w.writerow([t.number, studies.state_name(t), "" if t.value is None else t.value, *(t.params.get(n, "") for n in names),
                         t.user_attrs.get(EPOCHS, ""), t.user_attrs.get("wall_s", ""), reason,
                         t.user_attrs.get("run_dir", "")])
 
@@ -152,10 +152,7 @@ def write_report(study, s) -> Path:
                      *(_value(t.params.get(n)) for n in names)])
     trials = study.get_trials(deepcopy=False)
     epochs = sum(t.user_attrs.get(EPOCHS) or 0 for t in trials)
-    states = {}
-    for t in trials:
-        name = "LOST" if t.state.name == "FAIL" and not studies.counts(t) else t.state.name
-        states[name] = states.get(name, 0) + 1
+    states = Counter(studies.state_name(t) for t in trials)
     summary = (f"{len(trials)} trials ({', '.join(f'{n} {k.lower()}' for k, n in sorted(states.items()))}), "
                f"{epochs} training epochs in all; {s.direction} {s.metric}; re-runs: seeds {s.rerun_seeds}, "
                f"full budget, no pruning")

@@ -219,6 +219,12 @@ def counts(t) -> bool:
     return t.state == TrialState.FAIL and FAIL_REASON in t.user_attrs
 
 
+def state_name(t) -> str:
+    """The trial's state for reports: Optuna's, except LOST for a FAIL that does not count (its
+    worker died; the sweep re-queued it)."""
+    return "LOST" if t.state.name == "FAIL" and not counts(t) else t.state.name
+
+
 def n_counted(study) -> int:
     return sum(counts(t) for t in study.get_trials(deepcopy=False))
 
