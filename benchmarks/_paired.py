@@ -96,11 +96,14 @@ class PairedTimer(Callback):
 
     def __init__(self, warmup: int = 10, steps: int = 100, profile: bool = False):
         self.pairs = PairedSteps(PairedTimer.next_bare, warmup, steps, profile)
+        self.bar_lock = None  # found at the first batch (the bar starts in on_train_start), then kept
         PairedTimer.next_bare = None
         PairedTimer.last = self
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.pairs.cycle(bare_lock=_progress_bar_lock(trainer))
+        if self.pairs.calls == 0:
+            self.bar_lock = _progress_bar_lock(trainer)
+        self.pairs.cycle(bare_lock=self.bar_lock)
 
 
 def _progress_bar_lock(trainer):
