@@ -13,7 +13,7 @@ here; paired steps see the same load and their ratio cancels it. The loops under
     (drained by `cat`), as it does for a user at a terminal: into a pipe Rich shows nothing live.
   - the same with stdout not a terminal (a pipe or file: nohup, batch jobs), where Rich shows
     nothing live (yet still builds every frame),
-  - the template without its progress bar (`~callbacks.rich_progress_bar
+  - the template without its progress bar (`~callbacks.progress_bar
     ++trainer.enable_progress_bar=false`), and without any callback (`callbacks=none
     ++trainer.enable_progress_bar=false`), so the cost of each is visible.
   - Lightning floor: the least a Lightning loop can do with the same pieces: a LightningModule whose
@@ -43,7 +43,7 @@ To run (about 4 minutes on 2 CPU cores):
     python benchmarks/template_overhead.py
     python benchmarks/template_overhead.py --repeats 7 --steps 200 data.shape=[3,16,16]
     python benchmarks/template_overhead.py --profile --no-record
-    python benchmarks/template_overhead.py --variant 'refresh 10/s:callbacks.rich_progress_bar.refresh_rate=10'
+    python benchmarks/template_overhead.py --variant 'refresh 10/s:callbacks.progress_bar.refresh_rate=10'
 """
 
 import argparse
@@ -76,7 +76,7 @@ CONTROL = "control: a second bare loop"
 VARIANTS = {  # name -> (extra overrides, or "floor" / "control"; progress bar on a terminal)
     TEMPLATE: ([], True),
     PIPE: ([], False),
-    NOBAR: (["~callbacks.rich_progress_bar", "++trainer.enable_progress_bar=false"], False),
+    NOBAR: (["~callbacks.progress_bar", "++trainer.enable_progress_bar=false"], False),
     NOCB: (["callbacks=none", "++trainer.enable_progress_bar=false"], False),
     FLOOR: ("floor", False),
     CONTROL: ("control", False),
@@ -378,7 +378,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
                         help="one more template variant (progress bar on a terminal), e.g. "
-                             "'refresh 10/s:callbacks.rich_progress_bar.refresh_rate=10'; repeatable")
+                             "'refresh 10/s:callbacks.progress_bar.refresh_rate=10'; repeatable")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides (data, model, optimizer)")
     args = parser.parse_args()
     if args.steps < args.window:

@@ -21,7 +21,7 @@ from torch import nn
 # reshuffle differently in the two samplers).
 DATA = ["data=synthetic", "data.shape=[1,8,8]", "data.num_samples=512", "trainer.max_epochs=1"]
 QUIET = ["logger=none", "test=false", "++trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-         "~callbacks.rich_progress_bar", "~callbacks.early_stopping"]
+         "~callbacks.progress_bar", "~callbacks.early_stopping"]
 TOL = 1e-6
 
 

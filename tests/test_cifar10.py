@@ -199,6 +199,6 @@ def test_learns_the_generated_pattern(tmp_path):
     write_cifar10(root, per_batch=64)
     cfg = cifar_cfg(tmp_path, root, "data.verify_md5=false", "data.val_size=64", "data.batch_size=32",
                     "data.augment=false", "model.net.blocks=[1]", "model.net.widths=[8]", "trainer.max_epochs=6",
-                    "optimizer=adamw", "optimizer.lr=3e-2", "~callbacks.rich_progress_bar")
+                    "optimizer=adamw", "optimizer.lr=3e-2", "~callbacks.progress_bar")
     metrics = train(cfg)
     assert metrics["val/acc_best"] > 0.5 and metrics["test/acc"] > 0.5  # chance is 0.1

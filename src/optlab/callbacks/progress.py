@@ -1,0 +1,119 @@
+"""The progress display (`callbacks.progress_bar`): Rich's live bar on a terminal, plain lines elsewhere.
+
+Under nohup, SLURM or `> log`, a live bar shows nothing: Rich still builds its frames and leaves one
+squeezed frame in the log at the end. There a line per epoch reads well and costs nothing per step.
+On a terminal, Lightning's Rich bar reads the metrics it shows only when they can have changed.
+"""
+
+import time
+
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from rich.console import Console
+
+from optlab.loggers.steps import logs_this_step
+
+STYLES = ("auto", "rich", "lines")
+
+
+def progress_bar(style: str = "auto", refresh_rate: int = 4, leave: bool = False,
+                 every_s: float = 60.0) -> ProgressBar:
+    """`auto`: the Rich bar where Rich can draw live (a terminal or Jupyter), epoch lines elsewhere."""
+    if style not in STYLES:
+        raise ValueError(f"callbacks.progress_bar.style={style!r} is not one of {', '.join(STYLES)}")
+    if style == "auto":
+        console = Console()  # Rich's own verdict on stdout: isatty, TERM=dumb, TTY_INTERACTIVE, FORCE_COLOR
+        style = "rich" if console.is_interactive or console.is_jupyter else "lines"
+    if style == "rich":
+        return RichBar(refresh_rate=refresh_rate, leave=leave)
+    return EpochLines(every_s=every_s)
+
+
+class RichBar(RichProgressBar):
+    """Lightning's Rich bar, reading the metrics only on the steps the loggers write and at epoch ends.
+
+    Lightning's bar rebuilds `trainer.progress_bar_metrics` after every batch (0.1 ms, ~1% of a
+    default step), though step metrics only change when they are logged (our LightningModule logs
+    them on those steps alone) and epoch metrics at the epoch's end, where the parent reads them.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._metrics_due = True
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        self._metrics_due = logs_this_step(trainer)  # must be asked before the step (Lightning's +1)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if not self.is_disabled and self.train_progress_bar_id is None:
+            self._initialize_train_progress_bar_id()  # resumed in mid-epoch
+        self._update(self.train_progress_bar_id, batch_idx + 1)
+        if self._metrics_due:
+            self._update_metrics(trainer, pl_module)
+
+
+class EpochLines(ProgressBar):
+    """A plain line per training epoch, and one every `every_s` seconds inside longer epochs.
+
+    An epoch's line is printed when the next epoch starts (or training ends): Lightning calls the
+    LightningModule's on_train_epoch_end, which logs the epoch's train metrics, after the callbacks'.
+    """
+
+    def __init__(self, every_s: float = 60.0):
+        super().__init__()
+        if every_s is not None and every_s < 0:
+            raise ValueError(f"callbacks.progress_bar.every_s={every_s} must be >= 0 (0 or null: per epoch only)")
+        self.every_s = every_s or 0.0
+        self._enabled = True
+        self._epoch_start = self._last_line = 0.0
+        self._finished: tuple[int, int, float] | None = None  # (epoch, batches, seconds) not yet printed
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _print_line(self, epoch: int, progress: str, seconds: float) -> None:
+        last = self.trainer.max_epochs - 1 if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
+        head = f"Epoch {epoch}" + (f"/{last}" if last is not None else "")
+        metrics = "  ".join(f"{k} {_number(v)}" for k, v in sorted(self.get_metrics(self.trainer, None).items()))
+        print(f"{head}  {progress}  {seconds:.1f}s  {metrics}".rstrip(), flush=True)
+
+    def _flush_finished(self) -> None:
+        if self._finished is not None and self.is_enabled:
+            epoch, batches, seconds = self._finished
+            self._print_line(epoch, f"{batches} batches", seconds)
+        self._finished = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._flush_finished()
+        self._epoch_start = self._last_line = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if self.every_s and self.is_enabled and time.monotonic() - self._last_line >= self.every_s:
+            self._last_line = time.monotonic()
+            total = self.total_train_batches
+            of = f"/{total}" if total != float("inf") else ""
+            self._print_line(trainer.current_epoch, f"{batch_idx + 1}{of} batches",
+                             self._last_line - self._epoch_start)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        self._finished = (trainer.current_epoch, batches, time.monotonic() - self._epoch_start)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._flush_finished()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._finished = None  # a failed run's last epoch is not finished
+
+
+def _number(value) -> str:
+    if hasattr(value, "item"):
+        value = value.item()
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
