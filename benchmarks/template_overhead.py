@@ -10,9 +10,9 @@ here; paired steps see the same load and their ratio cancels it. The loops under
     logger=none test=false ...`, i.e. the template's LightningModule (metrics, self.log), the
     Trainer, and the default callbacks (checkpoint, early stopping, Rich progress bar, gradient
     monitor; the LR monitor drops out without a logger). The progress bar draws to a pseudo-terminal
-    (drained by `cat`), as it does for a user at a terminal: into a pipe Rich shows nothing live.
-  - the same with stdout not a terminal (a pipe or file: nohup, batch jobs), where Rich shows
-    nothing live (yet still builds every frame),
+    (drained by `cat`), as it does for a user at a terminal.
+  - the same with stdout not a terminal (a pipe or file: nohup, batch jobs), where the progress
+    display is a plain line per epoch (callbacks.progress_bar.style=auto),
   - the template without its progress bar (`~callbacks.progress_bar
     ++trainer.enable_progress_bar=false`), and without any callback (`callbacks=none
     ++trainer.enable_progress_bar=false`), so the cost of each is visible.
