@@ -423,9 +423,11 @@ def main() -> None:
              f"LightningModule (callbacks=none - floor) {added[NOCB] - added[FLOOR]:+.2f}; the default callbacks "
              f"other than the progress bar (no progress bar - callbacks=none) {added[NOBAR] - added[NOCB]:+.2f}; "
              f"the Rich progress bar on a terminal (terminal - no progress bar) {added[TEMPLATE] - added[NOBAR]:+.2f}, "
-             f"or {added[PIPE] - added[NOBAR]:+.2f} when stdout is not a terminal. What the template adds to "
-             f"Lightning's floor: {added[TEMPLATE] - added[FLOOR]:+.2f} ms/step. The control (a bare loop paired "
-             f"with a bare loop) reads {100 * stats[CONTROL]['overhead']:+.1f}%: the method's own bias.")
+             f"or {added[PIPE] - added[NOBAR]:+.2f} when stdout is not a terminal (epoch lines). What the template "
+             f"adds to Lightning's floor: {added[TEMPLATE] - added[FLOOR]:+.2f} ms/step, "
+             f"{100 * (added[TEMPLATE] - added[FLOOR]) / head['bare_ms']:+.1f}% of a bare step. The control (a "
+             f"bare loop paired with a bare loop) reads {100 * stats[CONTROL]['overhead']:+.1f}%: the method's "
+             "own bias.")
     print(f"\n{workload}\noverrides: {' '.join(overrides)}\n\n{text}\n\n"
           f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target). {split}")
 
