@@ -33,11 +33,12 @@ def test_bad_setting_is_one_line_error(cli, override, says):
     assert "callbacks.progress_bar" in last and says in last, result.stderr[-2000:]
 
 
-def test_log_file_gets_one_line_per_epoch_and_mid_epoch_lines(cli):
+def test_log_file_gets_one_line_per_epoch_and_mid_epoch_lines_and_no_noise(cli):
     result = cli([*SHORT, "callbacks.progress_bar.every_s=1e-9"])  # stdout is a pipe: style auto -> lines
     assert result.returncode == 0, result.stderr[-2000:]
     out = result.stdout
     assert not re.search(r"Epoch \d/1\s+━", out)  # no Rich frame squeezed into the log
+    assert "Tip:" not in out + result.stderr and "LeafSpec" not in result.stderr  # third-party noise
     epochs = re.findall(r"^Epoch (\d)/1  (\d+) batches  [\d.]+s  (.*)$", out, re.M)
     assert [e[0] for e in epochs] == ["0", "1"], out
     for _, _, metrics in epochs:

@@ -10,6 +10,7 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -44,6 +45,22 @@ def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None,
     with open_dict(cfg):
         del cfg.hydra
     return cfg
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("💡 Tip")
+
+
+def quiet_known_noise() -> None:
+    """Drop third-party lines that say nothing about the run: Lightning's adverts for its cloud
+    services, and the FutureWarning torch 2.14 raises for lightning<2.7's use of pytree LeafSpec."""
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropTips) for f in logger.filters):
+            logger.addFilter(_DropTips())
 
 
 def _one_line(e: BaseException) -> str:
@@ -86,6 +103,7 @@ def _scalars(metrics) -> dict[str, float]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as configured; returns the final metrics and writes metrics.json."""
     validate(cfg)
+    quiet_known_noise()
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
