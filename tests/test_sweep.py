@@ -424,3 +424,23 @@ def test_state_name_marks_uncounted_failures_lost():
     assert state_name(trial(TrialState.FAIL, **{FAIL_REASON: "raised"})) == "FAIL"
     assert state_name(trial(TrialState.COMPLETE)) == "COMPLETE"
     assert state_name(trial(TrialState.WAITING)) == "WAITING"
+
+
+def test_exit_code_of_a_killed_pool_process_waits_for_the_reaping_thread():
+    """The executor's thread may reap the dead process first and store its code a moment later:
+    the code must still be read (not None), or the trial's reason loses 'killed by SIGKILL'."""
+    import threading
+
+    from optlab.sweep.objective import _exit_code
+
+    class Reaped:  # joined already, code stored by another thread after 0.2 s
+        exitcode = None
+
+        def join(self, timeout=None):
+            pass
+
+    proc = Reaped()
+    threading.Timer(0.2, lambda: setattr(proc, "exitcode", -signal.SIGKILL)).start()
+    assert _exit_code([proc]) == -signal.SIGKILL
+    alive = Reaped()  # a process that never shows a code: give up after the timeout
+    assert _exit_code([alive], timeout=0.1) is None

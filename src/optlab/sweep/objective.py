@@ -270,9 +270,12 @@ def _wait_pool(job: TrialJob, log_path: Path, deadline, timeout, trials_per_proc
 
     executor = _pool(trials_per_process)
     future = executor.submit(_pool_run, job, str(log_path))
-    procs = list((executor._processes or {}).values())
+    # The process that runs the trial may not exist yet: after a trial, the executor's thread first
+    # returns the result, then replaces the process that reached max_tasks_per_child. Note every one.
+    procs = {}
     try:
         while True:
+            procs.update(executor._processes or {})
             try:
                 return future.result(timeout=_remaining(deadline))
             except FutureTimeout:
@@ -280,14 +283,26 @@ def _wait_pool(job: TrialJob, log_path: Path, deadline, timeout, trials_per_proc
                     shutdown_pool(kill=True)
                     return {"status": "timeout", "reason": _crash_reason(None, log_path, True, timeout)}
     except BrokenProcessPool:
-        for proc in procs:
-            proc.join(timeout=5)  # reap it: its exit code says what killed it
-        code = next((proc.exitcode for proc in procs if proc.exitcode), None)
+        procs.update(executor._processes or {})
+        code = _exit_code(list(procs.values()))
         shutdown_pool(kill=True)
         return {"status": "crash", "reason": _crash_reason(code, log_path, False, timeout), "exit_code": code}
     except BaseException:  # Ctrl-C / SIGTERM of the worker: take the trial down with it
         shutdown_pool(kill=True)
         raise
+
+
+def _exit_code(procs, timeout: float = 5.0) -> int | None:
+    """The first non-zero exit code of the dead pool's processes (what killed the trial).
+
+    The executor's own thread reaps them too: when it wins the race, our join sees the process gone
+    before that thread has stored its code, so wait for the code to show rather than read None."""
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        proc.join(timeout=max(deadline - time.monotonic(), 0.0))
+    while time.monotonic() < deadline and any(proc.exitcode is None for proc in procs):
+        time.sleep(0.02)
+    return next((proc.exitcode for proc in procs if proc.exitcode), None)
 
 
 def _wait_subprocess(job: TrialJob, log_path: Path, deadline, timeout) -> dict:
