@@ -110,15 +110,6 @@ def compose(overrides: list[str], run_dir: str):
     return compose_config(overrides, run_dir=run_dir)
 
 
-def compose(overrides: list[str], run_dir: str):
-    from hydra.core.global_hydra import GlobalHydra
-
-    from optlab.run import compose_config
-
-    GlobalHydra.instance().clear()
-    return compose_config(overrides, run_dir=run_dir)
-
-
 def _pieces(overrides: list[str]):
     """The run's datamodule, network, optimizer factory (param groups as the template makes them),
     schedule and loss, built from the same config."""

@@ -31,9 +31,10 @@ def progress_bar(style: str = "auto", refresh_rate: int = 4, leave: bool = False
 class RichBar(RichProgressBar):
     """Lightning's Rich bar, reading the metrics only on the steps the loggers write and at epoch ends.
 
-    Lightning's bar rebuilds `trainer.progress_bar_metrics` after every batch (0.1 ms, ~1% of a
-    default step), though step metrics only change when they are logged (our LightningModule logs
-    them on those steps alone) and epoch metrics at the epoch's end, where the parent reads them.
+    Lightning's bar rebuilds `trainer.progress_bar_metrics` after every batch, though step metrics
+    only change when they are logged (our LightningModule logs them on those steps alone) and epoch
+    metrics at the epoch's end, where the parent reads them. Paired against a bare loop, the template
+    reads +12.8% per default step with this bar and +14.2% with Lightning's (docs/benchmarks.md).
     """
 
     def __init__(self, *args, **kwargs):

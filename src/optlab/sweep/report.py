@@ -84,8 +84,8 @@ def write_csv(study, path: Path, metric: str) -> None:
         for t in trials:
             reason = next((t.user_attrs[k] for k in ("prune_reason", studies.FAIL_REASON, studies.LOST_REASON)
                            if k in t.user_attrs), "")
-            w.writerow([t.number, studies.state_name(t), "" if t.value is None else t.value, *(t.params.get(n, "") for n in names),
-                        t.user_attrs.get(EPOCHS, ""), t.user_attrs.get("wall_s", ""), reason,
+            w.writerow([t.number, studies.state_name(t), "" if t.value is None else t.value,
+                        *(t.params.get(n, "") for n in names), t.user_attrs.get(EPOCHS, ""), t.user_attrs.get("wall_s", ""), reason,
                         t.user_attrs.get("run_dir", "")])
 
 
