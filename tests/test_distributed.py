@@ -1,11 +1,14 @@
-"""Two processes on CPU (gloo): every strategy trains, and ranks end with identical weights."""
+"""Two processes on CPU (gloo): every strategy trains, ranks end with identical weights, and the
+checkpoints load with weights_only=True (trainer.test reloads the best one that way)."""
 
 import pytest
 import torch
 
+from optlab.safe_load import torch_file
+
 # Our optimizers under every strategy; under fsdp they step DTensor shards (Muon gathers whole matrices).
 RUNS = [("ddp", "adamw"), ("ddp_spawn", "adamw"), ("fsdp", "adamw"), ("fsdp", "muon"), ("fsdp", "sgd"),
-        ("ddp", "muon")]
+        ("ddp", "muon"), ("allreduce", "adamw")]
 
 
 @pytest.mark.slow
@@ -21,3 +24,7 @@ def test_two_process_ranks_agree(cli, tmp_path, strategy, optimizer):
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
     assert "test/acc" in result.stdout
+    checkpoints = list((tmp_path / "logs").rglob("*.ckpt"))
+    assert len(checkpoints) == 2
+    for path in checkpoints:
+        assert torch_file(path, "ckpt_path")["optimizer_states"]

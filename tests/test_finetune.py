@@ -180,7 +180,7 @@ def test_weights_from_a_checkpoint_of_this_template(tmp_path, offline):
     train(cfg)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert last.is_file()
-    ckpt = torch.load(last, map_location="cpu", weights_only=False)["state_dict"]
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)["state_dict"]
     trained = {k.removeprefix("net.backbone."): v for k, v in ckpt.items() if k.startswith("net.backbone.")}
     assert any(not torch.equal(trained[k], original[k]) for k in trained)  # training moved it
     net = PretrainedResNet(arch="resnet18", weights=str(last), num_classes=3, freeze="backbone")

@@ -10,7 +10,7 @@ COMMON = ["trainer.max_epochs=4", "trainer.deterministic=true", "seed=7", "logge
 
 
 def final_state(run_dir):
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     return ckpt["state_dict"], ckpt["optimizer_states"][0]["state"], ckpt
 
 

@@ -116,11 +116,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         metrics: dict[str, float] = {}
         if cfg.get("train", True):
-            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+            # weights_only stated: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD changes only torch's default.
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
             metrics.update(_scalars(trainer.callback_metrics))
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
             metrics.update(_scalars(trainer.callback_metrics))
         failed = False
     finally:

@@ -117,10 +117,12 @@ def check_checkpoint(cfg: DictConfig) -> None:
     if not zipfile.is_zipfile(path):  # torch.save's format is a zip archive: a cut-off file is not
         raise ConfigError(f"ckpt_path={ckpt} is corrupted or not a torch checkpoint; pick another file in its "
                           "checkpoints/ folder (last.ckpt or best-*.ckpt)")
-    import torch
+    from optlab.safe_load import torch_file
 
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        blob = torch_file(path, "ckpt_path", mmap=True)  # mmap: the tensors' bytes are not read
+    except ConfigError:
+        raise
     except Exception as e:
         raise ConfigError(f"ckpt_path={ckpt} cannot be read ({type(e).__name__}); it is corrupted, pick another "
                           "file in its checkpoints/ folder") from None
@@ -129,12 +131,14 @@ def check_checkpoint(cfg: DictConfig) -> None:
                           "for pretrained weights use model.net.weights=<file>")
 
 
-def check_data(cfg: DictConfig) -> None:
-    """A data class may define `check_config(node)` for what only it knows (files on disk, shapes)."""
-    target = OmegaConf.select(cfg, "data._target_")
-    check = getattr(get_object(target), "check_config", None) if target else None
-    if check is not None:
-        check(cfg.data)
+def check_classes(cfg: DictConfig) -> None:
+    """The class of `data`, `model.net` or `strategy` may define a staticmethod `check_config(node)`
+    for what only it knows: files on disk (a dataset, pretrained weights), allreduce's algorithm."""
+    for key in ("data", "model.net", "strategy"):
+        target = OmegaConf.select(cfg, f"{key}._target_")
+        check = getattr(get_object(target), "check_config", None) if target else None
+        if check is not None:
+            check(OmegaConf.select(cfg, key))
 
 
 def check_callbacks(cfg: DictConfig) -> None:
@@ -146,19 +150,10 @@ def check_callbacks(cfg: DictConfig) -> None:
             check(node, cfg, f"callbacks.{name}")
 
 
-def check_strategy(cfg: DictConfig) -> None:
-    """A strategy class may define `check_config(node)` (e.g. allreduce's algorithm, bucket_mb)."""
-    target = OmegaConf.select(cfg, "strategy._target_")
-    check = getattr(get_object(target), "check_config", None) if target else None
-    if check is not None:
-        check(cfg.strategy)
-
-
 def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_targets(cfg)
     check_devices(cfg)
-    check_data(cfg)
+    check_classes(cfg)
     check_callbacks(cfg)
-    check_strategy(cfg)
     check_checkpoint(cfg)

@@ -4,11 +4,14 @@ Weights come from torchvision (ImageNet; downloaded once into $TORCH_HOME/hub/ch
 from there offline) or from a local file: a state_dict, or a Lightning checkpoint of this template.
 """
 
+import zipfile
 from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision import models
+
+from optlab.safe_load import UnsafeFileError, torch_file, weights_only_refusal
 
 ARCHS = {"resnet18": models.resnet18, "resnet34": models.resnet34}
 FREEZE = ("backbone", "none")
@@ -16,7 +19,9 @@ FREEZE = ("backbone", "none")
 
 def _load_local(path: Path) -> dict[str, torch.Tensor]:
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        blob = torch_file(path, "model.net.weights")
+    except UnsafeFileError:
+        raise
     except Exception as e:  # truncated or not a torch file
         raise ValueError(f"model.net.weights={path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None
@@ -28,6 +33,16 @@ def _load_local(path: Path) -> dict[str, torch.Tensor]:
             state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
             break
     return state
+
+
+def _local_path(weights: str) -> Path | None:
+    """The file `model.net.weights` names, or None for a torchvision weights name (IMAGENET1K_V1)."""
+    path = Path(weights).expanduser()
+    return path if path.suffix in (".pt", ".pth", ".ckpt") or path.exists() else None
+
+
+def _cache_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"  # $TORCH_HOME/hub/checkpoints, resolved
 
 
 class PretrainedResNet(nn.Module):
@@ -67,9 +82,27 @@ class PretrainedResNet(nn.Module):
         return [("backbone.conv1", "backbone.bn1"), *(f"backbone.layer{i}" for i in range(1, 5)), "head"]
 
     @staticmethod
+    def check_config(node) -> None:
+        """Before training: a weights file that would run code when loaded is refused here (one
+        line, exit 2), whether named by path or found in torchvision's cache. mmap: cheap."""
+        weights = node.get("weights")
+        if not weights or node.get("arch") not in ARCHS:
+            return
+        path, value = _local_path(str(weights)), None
+        if path is None and str(weights) in models.get_model_weights(node.arch).__members__:
+            path, value = _cache_dir() / Path(models.get_model_weights(node.arch)[str(weights)].url).name, weights
+        if path is not None and path.is_file():
+            try:
+                torch_file(path, "model.net.weights", mmap=zipfile.is_zipfile(path), value=value)
+            except UnsafeFileError:
+                raise
+            except Exception:  # cut off, not a torch file: worded where the weights are loaded
+                pass
+
+    @staticmethod
     def _pretrained_state(arch: str, weights: str) -> dict[str, torch.Tensor]:
-        path = Path(weights).expanduser()
-        if path.suffix in (".pt", ".pth", ".ckpt") or path.exists():
+        path = _local_path(weights)
+        if path is not None:
             if not path.is_file():
                 raise FileNotFoundError(f"model.net.weights={weights}: no such file")
             return _load_local(path)
@@ -77,15 +110,18 @@ class PretrainedResNet(nn.Module):
         if weights not in enum.__members__:
             raise ValueError(f"model.net.weights={weights!r}: use one of {list(enum.__members__)}, a file path, or null")
         name = Path(enum[weights].url).name
-        cache = Path(torch.hub.get_dir()) / "checkpoints"  # $TORCH_HOME/hub/checkpoints, resolved
-        try:
-            return enum[weights].get_state_dict(progress=False)
+        cache = _cache_dir()
+        try:  # torch.hub's loader defaults to weights_only=False: a planted cache file would run code
+            return enum[weights].get_state_dict(progress=False, weights_only=True)
         except OSError as e:  # URLError offline, with nothing cached
             raise FileNotFoundError(
                 f"model.net.weights={weights}: cannot download ({e}); offline, put the file {name} in {cache}/ "
                 "or pass a local path"
             ) from None
-        except Exception as e:  # a cached file that is cut off or not a torch file
+        except Exception as e:  # a cached file that asks to run code, is cut off or is not a torch file
+            refusal = weights_only_refusal(e, "model.net.weights", cache / name, weights)
+            if refusal is not None:
+                raise refusal from None
             raise ValueError(
                 f"model.net.weights={weights}: {cache / name} is not a readable checkpoint ({type(e).__name__}: "
                 f"{e}); delete it to download again, or replace it with a good copy"
