@@ -77,7 +77,7 @@ def test_run_ids_never_collide():
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-c", "from optlab.rundirs import RUN_ID; print(RUN_ID)"]
+    cmd = [sys.executable, "-c", "from optlab.rundirs import run_id; print(run_id())"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ) for _ in range(4)]
     ids = [p.communicate()[0].strip() for p in procs]
     assert len(set(ids)) == 4, ids

@@ -75,6 +75,12 @@ def _explain(e: Exception, job: list[str]) -> str:
 def preflight(argv: list[str], config_dir: Path) -> None:
     if any(a.split("=", 1)[0] in SKIP_FLAGS for a in argv):
         return  # Hydra's own informational modes
+    from optlab.launch import LaunchError, adopt_srun_layout
+
+    try:
+        adopt_srun_layout()
+    except LaunchError as e:
+        fail(str(e))
     options, overrides, multirun = _split_argv(argv)
     if options.get("path"):
         config_dir = (config_dir.parent / options["path"]).resolve()

@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from optlab.rundirs import register_resolvers
+from optlab.rundirs import new_run, register_resolvers
 from optlab.validate import ConfigError, validate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -32,9 +32,11 @@ register_resolvers()
 
 def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None, config_dir: Path = CONFIG_DIR,
                    config_name: str = "train") -> DictConfig:
-    """The config `python train.py <overrides>` would see, for tests, notebooks and sweeps."""
+    """The config `python train.py <overrides>` would see, for tests, notebooks and sweeps; each
+    call is a new run (a fresh run id and directory) unless it resumes or `run_dir` is given."""
     from hydra import compose, initialize_config_dir
 
+    new_run()
     with initialize_config_dir(str(config_dir), version_base="1.3"):
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     with open_dict(cfg):  # what Hydra fills in at run time

@@ -13,6 +13,8 @@ from pathlib import Path
 from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
+from optlab.launch import external_layout
+
 
 class ConfigError(ValueError):
     """A problem with the user's config or command line: reported in one line, exit code 2."""
@@ -93,6 +95,14 @@ def _check_signature(obj, node: DictConfig, path: str) -> None:
 
 def check_devices(cfg: DictConfig) -> None:
     devices = OmegaConf.select(cfg, "trainer.devices")
+    layout = external_layout()
+    if layout is not None:  # torchrun / srun started the processes: the config must describe them
+        nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+        if devices != layout.per_node or nodes != layout.nodes:
+            raise ConfigError(f"{layout.launcher} started {layout.per_node} process(es) per node on {layout.nodes} "
+                              f"node(s) but trainer.devices={devices} trainer.num_nodes={nodes}; set "
+                              f"trainer.devices={layout.per_node} trainer.num_nodes={layout.nodes}")
+        return
     if not _int(devices) or devices < 1:
         return
     accelerator = str(OmegaConf.select(cfg, "trainer.accelerator", default="auto"))

@@ -1,0 +1,98 @@
+"""A real one-node SLURM (scripts/slurm/local-cluster.sh): srun and sbatch train one run.
+
+Each test is `srun ... python train.py ...` or `sbatch` as a user types it. Where SLURM is not
+installed the tests skip with the reason; under CI (CI=true) a missing SLURM is a failure, since
+.ci/run installs and starts it.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, TESTS
+
+CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
+QUICK = ["logger=csv", "test=false", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
+         "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(scope="module")
+def slurm_env():
+    """The environment for SLURM's clients, starting the local cluster if it is not up."""
+    def unavailable(reason: str):
+        if os.environ.get("CI"):
+            pytest.fail(f"SLURM must run in CI: {reason}")
+        pytest.skip(reason)
+
+    if shutil.which("slurmctld") is None or shutil.which("srun") is None:
+        unavailable("SLURM is not installed (apt-get install slurm-wlm munge)")
+    conf = os.environ.get("OPTLAB_SLURM_DIR", "/tmp/optlab-slurm") + "/slurm.conf"
+    env = {**os.environ, "SLURM_CONF": conf, "PYTHONPATH": str(TESTS), "WANDB_SILENT": "true"}
+    up = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True)
+    if up.returncode != 0 or "idle" not in up.stdout:
+        started = subprocess.run([str(CLUSTER), "start"], capture_output=True, text=True, timeout=120)
+        if started.returncode != 0:
+            unavailable(f"the local cluster did not start: {started.stderr.strip()[-500:]}")
+    return env
+
+
+def srun(env, tasks: list[str], *args: str, cwd=REPO, timeout: int = 400) -> subprocess.CompletedProcess:
+    return subprocess.run(["srun", *tasks, sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_run_equal_weights(logs, dump) -> None:
+    (run,) = (logs / "train").iterdir()
+    assert "-slurm" in run.name
+    assert sorted(p.name for p in run.glob("*.log")) == ["train-rank1.log", "train.log"]
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
+    rank0, rank1 = (torch.load(dump / f"rank{r}.pt") for r in (0, 1))
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+
+
+def dumped(tmp_path) -> list[str]:
+    return [f"paths.log_dir={tmp_path / 'logs'}", "+callbacks.dump._target_=helpers.DumpWeights",
+            f"+callbacks.dump.dir={tmp_path / 'weights'}"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "allreduce", "fsdp"])
+def test_srun_ntasks_per_node(slurm_env, tmp_path, strategy):
+    result = srun(slurm_env, ["-N1", "--ntasks-per-node=2"], f"strategy={strategy}", "trainer.devices=2", *QUICK,
+                  *dumped(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_one_run_equal_weights(tmp_path / "logs", tmp_path / "weights")
+
+
+@pytest.mark.slow
+def test_srun_n2_works_too(slurm_env, tmp_path):
+    """Lightning alone refuses `srun -n 2` (it wants --ntasks-per-node); the tasks sit evenly, so it runs."""
+    result = srun(slurm_env, ["-n2"], "strategy=ddp", "trainer.devices=2", *QUICK, *dumped(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_one_run_equal_weights(tmp_path / "logs", tmp_path / "weights")
+
+
+@pytest.mark.slow
+def test_srun_layout_that_does_not_match_the_config_is_one_line(slurm_env, tmp_path):
+    result = srun(slurm_env, ["-N1", "--ntasks-per-node=2"], "strategy=ddp", "trainer.devices=1",
+                  f"paths.log_dir={tmp_path / 'logs'}")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode != 0 and len(errors) == 2, result.stderr[-2000:]  # one line from each task
+    assert "srun started 2 process(es) per node on 1 node(s)" in errors[0] and "trainer.devices=2" in errors[0]
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+def test_sbatch_example_script(slurm_env, tmp_path):
+    result = subprocess.run(["sbatch", "--wait", f"--output={tmp_path / 'job.out'}",
+                             f"--export=ALL,PYTHON={sys.executable}", str(REPO / "scripts" / "slurm" / "train.sbatch"),
+                             "strategy=ddp", *QUICK, *dumped(tmp_path)],
+                            cwd=REPO, env=slurm_env, capture_output=True, text=True, timeout=600)
+    out = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
+    assert result.returncode == 0, (result.stderr + out)[-3000:]
+    assert_one_run_equal_weights(tmp_path / "logs", tmp_path / "weights")
