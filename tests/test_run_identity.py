@@ -2,7 +2,6 @@
 torchrun on one node or two, srun's tasks (SLURM's environment), or a launcher that sets the id."""
 
 import os
-import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -14,16 +13,10 @@ from optlab import launch, rundirs
 from optlab.validate import ConfigError, check_devices
 from optlab.run import compose_config, train
 
-from conftest import REPO, TESTS
+from conftest import REPO, TESTS, free_port
 
 QUICK = ["logger=csv", "test=false", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
          "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """sweep.py: search spaces, a study end to end, failing/NaN/OOM/crashing trials, pruning, reports,
-fail-fast config errors; slow: resume after SIGKILL, two workers, DDP trials."""
+fail-fast config errors; slow: resume after SIGKILL and two workers (on sqlite, a journal file and
+a real PostgreSQL server), DDP trials."""
 
 import json
 import os
@@ -7,11 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch import Callback
+
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -53,6 +57,39 @@ def run_sweep(args: list[str], cwd: Path = REPO, timeout: int = 300, background:
     if background:
         return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server (scripts/postgres/local-server.sh) for the session; its URL.
+    Skips with the reason where it cannot start; under CI (CI=true) that is a failure."""
+    def unavailable(reason: str):
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must run in CI: {reason}")
+        pytest.skip(reason)
+
+    try:
+        import psycopg  # noqa: F401  (the driver of postgresql:// URLs: pip install -e ".[cluster]")
+    except ImportError:
+        unavailable("psycopg is not installed (pip install -e '.[cluster]')")
+    script = REPO / "scripts" / "postgres" / "local-server.sh"
+    env = {**os.environ, "OPTLAB_PG_DIR": f"/tmp/optlab-pg-test-{os.getpid()}", "OPTLAB_PG_PORT": str(free_port())}
+    started = subprocess.run([str(script), "start"], env=env, capture_output=True, text=True, timeout=120)
+    if started.returncode != 0:
+        unavailable(f"the PostgreSQL server did not start: {started.stderr.strip()[-500:]}")
+    yield started.stdout.strip()
+    subprocess.run([str(script), "stop"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh database on the session's server, so each test sees only its own studies."""
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_server.rsplit("/", 1)[0] + f"/{name}"
 
 
 def load(storage: str, name: str):
@@ -187,6 +224,25 @@ def test_bad_sweep_settings_fail_before_any_trial(overrides, message, typo_conf)
     with pytest.raises(ConfigError) as e:
         check_training(settings(sweep_cfg(*overrides), overrides))
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("url, message", [
+    (f"postgresql://me:secret@127.0.0.1:{free_port()}/optuna", "cannot be reached (connection"),
+    ("mysql://me:secret@127.0.0.1/optuna", "needs the database driver MySQLdb"),
+])
+def test_unreachable_storage_is_one_line_without_the_password(url, message):
+    import importlib.util
+
+    from optlab.sweep.study import make_storage
+    from optlab.validate import ConfigError
+
+    if url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:  # installed without [cluster]
+        message = "needs the database driver psycopg"
+
+    with pytest.raises(ConfigError) as e:
+        make_storage(url)
+    assert message in str(e.value) and "\n" not in str(e.value) and "secret" not in str(e.value)
+    assert str(e.value).startswith("storage=") and "me:***@" in str(e.value)
 
 
 @pytest.fixture
@@ -339,17 +395,18 @@ def test_a_trial_killed_by_the_kernel_fails_and_the_next_runs_in_a_fresh_process
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_of_a_worker(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_resume_after_sigkill_of_a_worker(tmp_path, request, backend):
     from optuna.trial import TrialState
 
     logs = tmp_path / "logs"
-    storage = f"sqlite:///{logs}/sweeps/default.db"
+    storage = f"sqlite:///{logs}/sweeps/default.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
     args = [*TINY, "trainer.max_epochs=3", f"paths.log_dir={logs}", "n_trials=3", "report=false",
-            "sweep.heartbeat.interval=1", "sweep.heartbeat.grace=4"]
+            "sweep.heartbeat.interval=1", "sweep.heartbeat.grace=4", f"storage={storage}"]
     worker = run_sweep(args, background=True)
 
     def second_running():
-        if not (logs / "sweeps" / "default.db").exists():
+        if backend == "sqlite" and not (logs / "sweeps" / "default.db").exists():
             return False
         try:
             trials = load(storage, "default").get_trials()
@@ -375,16 +432,18 @@ def test_resume_after_sigkill_of_a_worker(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_workers_share_a_journal_study_and_stop_at_the_total(tmp_path):
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_two_workers_share_a_study_and_stop_at_the_total(tmp_path, request, backend):
     logs = tmp_path / "logs"
-    journal = tmp_path / "shared" / "study.log"
-    args = [*TINY, f"paths.log_dir={logs}", f"storage=journal:{journal}", "study_name=two", "n_trials=7",
+    storage = f"journal:{tmp_path / 'shared' / 'study.log'}" if backend == "journal" else \
+        request.getfixturevalue("postgres_url")
+    args = [*TINY, f"paths.log_dir={logs}", f"storage={storage}", "study_name=two", "n_trials=7",
             "sweep.threads=1", "sweep.top_k=0"]
     workers = [run_sweep(args, background=True) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:] + err[-3000:]
-    trials = load(f"journal:{journal}", "two").get_trials()
+    trials = load(storage, "two").get_trials()
     # A worker that loses the race for the last slot puts its unsampled trial back in the queue.
     waiting = [t for t in trials if t.state.name == "WAITING"]
     assert len(waiting) <= 1 and not any(t.params for t in waiting)

@@ -66,6 +66,28 @@ def storage_exists(url: str) -> bool:
 _OPENED: dict[str, object] = {}
 
 
+def check_reachable(url: str) -> None:
+    """A database server URL: its driver is installed and the server answers, or one line saying
+    which (the password left out). Without this, a wrong host reads as a page of SQLAlchemy."""
+    import sqlalchemy
+
+    shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    try:
+        engine = sqlalchemy.create_engine(url)
+    except ImportError as e:
+        raise ConfigError(f"storage={shown} needs the database driver {e.name or e}, which is not installed; for "
+                          "PostgreSQL: pip install -e '.[cluster]'") from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = " ".join(str(getattr(e, "orig", None) or e).split())[:300]
+        raise ConfigError(f"storage={shown} cannot be reached ({reason}); check host, port, user, password and "
+                          "database, and that the server is running") from None
+    finally:
+        engine.dispose()
+
+
 def make_storage(url: str, existing: bool = False):
     """The storage behind a URL. existing=True: a trial process opening its study's storage again
     (skips table creation and version checks, reuses one connection pool per process)."""
@@ -84,6 +106,8 @@ def make_storage(url: str, existing: bool = False):
             _OPENED[url] = storage
         return storage
     engine_kwargs = {}
+    if not url.startswith("sqlite:") and not existing:
+        check_reachable(url)
     if url.startswith("sqlite:"):
         path = sqlite_path(url)
         if path is not None:
