@@ -13,6 +13,7 @@ import hydra
 from omegaconf import DictConfig
 
 from optlab.cli import exit_on_config_error, preflight
+from optlab.rundirs import pin_sweep_id
 from optlab.run import optimized_metric, run_job
 
 
@@ -24,4 +25,6 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     preflight(sys.argv[1:], Path(__file__).resolve().parent / "conf")
+    if "-m" in sys.argv or "--multirun" in sys.argv:
+        pin_sweep_id()
     main()

@@ -96,3 +96,39 @@ def test_sbatch_example_script(slurm_env, tmp_path):
     out = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
     assert result.returncode == 0, (result.stderr + out)[-3000:]
     assert_one_run_equal_weights(tmp_path / "logs", tmp_path / "weights")
+
+
+def multirun(env, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=submitit_slurm", *args, *QUICK,
+                           f"paths.log_dir={tmp_path / 'logs'}"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [[], ["strategy=ddp", "trainer.devices=2"]])  # ddp: 2 SLURM tasks per job
+def test_submitit_slurm_multirun(slurm_env, tmp_path, extra):
+    import csv
+    import json
+
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    result = multirun(slurm_env, tmp_path, "optimizer.lr=0.05,0.1", *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "logs" / "train").glob("multirun-*")  # the SLURM jobs wrote into the sweep's folder
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "ok")]
+    for job, row in enumerate(rows):
+        assert float(row["val/acc_best"]) == pytest.approx(
+            json.loads((sweep / str(job) / "metrics.json").read_text())["val/acc_best"])
+        if extra:  # the job's ranks were SLURM tasks sharing the job's folder
+            assert (sweep / str(job) / "train-rank1.log").is_file()
+    assert "optimizer.lr=0.1" in result.stdout
+
+
+@pytest.mark.slow
+def test_submitit_slurm_unknown_partition_is_one_line(slurm_env, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    result = multirun(slurm_env, tmp_path, "hydra.launcher.partition=nope", "optimizer.lr=0.05,0.1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: hydra.launcher.partition=nope is not a partition of this cluster; use one of: debug"]
+    assert not (tmp_path / "logs").exists()

@@ -66,6 +66,10 @@ def _explain(e: Exception, job: list[str]) -> str:
         asked = next((o.split("=", 1)[1] for o in job if o.split("=", 1)[0].lstrip("+~") == group), e.missing_cfg_file)
         return f"{group}={asked} is not an option; choose one of: {', '.join(sorted(e.options))}"
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if lines and lines[0].startswith("Error merging override") and e.__cause__ is not None:
+        override = lines[0].removeprefix("Error merging override ").strip()
+        reason = str(e.__cause__).strip().splitlines()[0]
+        return f"{override} is invalid: {reason}"
     if lines and lines[0].startswith("Could not override") or any("not in struct" in line for line in lines):
         key = lines[0].split("'")[1] if "'" in lines[0] else "?"
         return f"unknown key '{key}'; check the spelling (python train.py --cfg job lists all keys) or add it with +{key}=..."
@@ -86,24 +90,27 @@ def preflight(argv: list[str], config_dir: Path) -> None:
         config_dir = (config_dir.parent / options["path"]).resolve()
     if options.get("dir"):
         overrides = overrides + [f"hydra.searchpath=[file://{Path(options['dir']).resolve()}]"]
+    from hydra.core.hydra_config import HydraConfig
+
     from optlab.run import compose_config
-    from optlab.validate import validate
+    from optlab.validate import check_launcher, validate
 
     try:
         jobs = _jobs(overrides, multirun)
     except OverrideParseException as e:
         fail(_explain(e, overrides))
-    for job in jobs:
+    for number, job in enumerate(jobs):
         try:
             cfg = compose_config(job, run_dir="<preflight>", config_dir=config_dir,
                                  config_name=options.get("name") or "train")
             validate(cfg)
+            if multirun and number == 0:  # the launcher is one for all jobs
+                check_launcher(HydraConfig.get())
         except (ConfigCompositionException, OverrideParseException) as e:
             fail(_explain(e, job))
         except ConfigError as e:
             fail(str(e))
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
 
     GlobalHydra.instance().clear()
     HydraConfig.instance().cfg = None

@@ -21,13 +21,18 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from optlab.launch import external_layout
 from optlab.rundirs import new_run, register_resolvers
 from optlab.validate import ConfigError, validate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+TRAIN_SCRIPT = CONFIG_DIR.parent / "train.py"
 METRICS_FILE = "metrics.json"
 log = logging.getLogger(__name__)
 register_resolvers()
+# conf/hydra/launcher/*.yaml carry the launcher plugins' own names on purpose: Hydra then checks
+# them against the plugins' schemas (a wrong type fails at composition), and says so each time.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
 
 def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None, config_dir: Path = CONFIG_DIR,
@@ -170,7 +175,7 @@ def _process_count(devices) -> int:
 
 def relaunches_argv(cfg: DictConfig) -> bool:
     """True when Lightning would start the other ranks by re-running this command line."""
-    if "LOCAL_RANK" in os.environ:  # already one rank of a launched group
+    if "LOCAL_RANK" in os.environ or external_layout() is not None:  # a rank of a group already started
         return False
     devices = OmegaConf.select(cfg, "trainer.devices")
     nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
@@ -192,7 +197,8 @@ def train_in_subprocess(cfg: DictConfig) -> dict[str, float]:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     keep = ("hydra.searchpath", "hydra.job.chdir")
-    command = [sys.executable, os.path.abspath(sys.argv[0]),
+    # TRAIN_SCRIPT, not sys.argv[0]: under joblib or submitit this process is their worker.
+    command = [sys.executable, str(TRAIN_SCRIPT),
                "--config-name", hc.job.config_name,
                *[o for o in hc.overrides.hydra if o.startswith(keep)], *hc.overrides.task,
                f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]

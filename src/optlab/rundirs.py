@@ -87,6 +87,16 @@ def run_id() -> str:
     return _current or new_run()
 
 
+def pin_sweep_id() -> None:
+    """`-m`: every job writes into one multirun folder, in whatever process a launcher runs it
+    (a joblib worker, a SLURM job), since they inherit this environment variable."""
+    os.environ.setdefault("OPTLAB_SWEEP_ID", run_id())
+
+
+def sweep_id() -> str:
+    return os.environ.get("OPTLAB_SWEEP_ID") or run_id()
+
+
 def resumed_run_dir(ckpt_path: str | None) -> Path | None:
     """The run folder a checkpoint belongs to, if it sits in `<run>/checkpoints/`."""
     if not ckpt_path:
@@ -115,8 +125,8 @@ def log_suffix() -> str:
 
 def register_resolvers() -> None:
     # optlab_cwd, not ${hydra:runtime.cwd}: Hydra resolves hydra.sweep.dir before it sets HydraConfig.
-    resolvers = {"optlab_cwd": os.getcwd, "optlab_run_id": run_id, "optlab_run_dir": run_dir,
-                 "optlab_config_subdir": config_subdir, "optlab_log_suffix": log_suffix}
+    resolvers = {"optlab_cwd": os.getcwd, "optlab_run_id": run_id, "optlab_sweep_id": sweep_id,
+                 "optlab_run_dir": run_dir, "optlab_config_subdir": config_subdir, "optlab_log_suffix": log_suffix}
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -160,6 +160,31 @@ def check_callbacks(cfg: DictConfig) -> None:
             check(node, cfg, f"callbacks.{name}")
 
 
+def check_launcher(hydra_cfg) -> None:
+    """`-m` with hydra/launcher=X: its plugin is installed, and for SLURM the partition exists."""
+    name = hydra_cfg.runtime.choices.get("hydra/launcher", "basic")
+    launcher = hydra_cfg.launcher
+    try:
+        get_object(str(launcher._target_))
+    except Exception:
+        raise ConfigError(f"hydra/launcher={name} needs its Hydra plugin, which is not installed: "
+                          "pip install -e '.[cluster]'") from None
+    if not str(launcher._target_).endswith("SlurmLauncher"):
+        return
+    import shutil
+    import subprocess
+
+    if shutil.which("sbatch") is None:
+        raise ConfigError(f"hydra/launcher={name} submits with SLURM's sbatch, which is not on this machine; "
+                          "run on a SLURM login node, or use hydra/launcher=submitit_local")
+    partition = launcher.get("partition")
+    if partition:
+        known = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=60).stdout.split()
+        if known and str(partition) not in known:
+            raise ConfigError(f"hydra.launcher.partition={partition} is not a partition of this cluster; "
+                              f"use one of: {', '.join(known)}")
+
+
 def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_targets(cfg)

@@ -1,0 +1,95 @@
+"""After `python train.py -m ...`: one table of overrides -> optimized metric, also saved as
+summary.csv and summary.md in the multirun folder.
+
+Each job writes its own result (`<job dir>/outcome.json`, by rank 0) where it runs: in this
+process (basic launcher), a joblib worker, or a SLURM job (submitit). The table is read back from
+those files when the multirun ends, so it is complete under every launcher; a job that left no
+result (killed, never started) is listed as such.
+"""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from optlab.launch import global_rank
+
+OUTCOME = "outcome.json"  # one result file per job: {"status", "metric", "reason", "job", "overrides"}
+
+
+class MultirunSummary(Callback):
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN or global_rank() != 0:
+            return
+        ok = job_return.status == JobStatus.COMPLETED
+        value = job_return.return_value if ok else None
+        reason = None if ok else " ".join(str(job_return._return_value).split())[:300]
+        outcome = {"job": config.hydra.job.num, "overrides": list(job_return.overrides or []),
+                   "status": "ok" if ok else f"failed: {type(job_return._return_value).__name__}",
+                   "metric": value if isinstance(value, (int, float)) else None, "reason": reason}
+        job_dir = Path(config.hydra.runtime.output_dir)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / OUTCOME).write_text(json.dumps(outcome, indent=2, default=str))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        rows = read_rows(sweep_dir)
+        if not rows:
+            return
+        metric = config.get("optimized_metric") or "metric"
+        with open(sweep_dir / "summary.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["job", "overrides", metric, "status", "run_dir"])
+            writer.writeheader()
+            for r in rows:
+                writer.writerow({**{k: r[k] for k in ("job", "overrides", "status", "run_dir")}, metric: r["metric"]})
+        shown = varying(rows)
+        lines = [f"| job | overrides | {metric} | status |", "|---|---|---|---|"]
+        lines += [f"| {r['job']} | `{shown[i]}` | {_fmt(r['metric'])} | {r['status']} |" for i, r in enumerate(rows)]
+        (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+        _print(rows, metric, sweep_dir)
+
+
+def read_rows(sweep_dir: Path) -> list[dict]:
+    """One row per job folder (`<sweep dir>/<job number>/`), from its outcome.json."""
+    rows = []
+    job_dirs = [d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()]
+    for job_dir in sorted(job_dirs, key=lambda d: int(d.name)):
+        path = job_dir / OUTCOME
+        outcome = json.loads(path.read_text()) if path.is_file() else {
+            "job": int(job_dir.name), "overrides": [], "metric": None,
+            "status": "no result (the job was killed or never finished)"}
+        rows.append({"job": outcome["job"], "overrides": " ".join(outcome["overrides"]), "status": outcome["status"],
+                     "metric": outcome["metric"], "run_dir": str(job_dir)})
+    return rows
+
+
+def varying(rows: list[dict]) -> list[str]:
+    """Each job's overrides less those every job shares (the CSV keeps them all)."""
+    common = set.intersection(*(set(r["overrides"].split()) for r in rows)) if len(rows) > 1 else set()
+    return [" ".join(o for o in r["overrides"].split() if o not in common) for r in rows]
+
+
+def _print(rows: list[dict], metric: str, sweep_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="multirun", title_justify="left")
+    for name in ("job", "overrides", metric, "status"):
+        table.add_column(name, justify="right" if name == metric else "left")
+    scored = [r["metric"] for r in rows if r["metric"] is not None and math.isfinite(r["metric"])]
+    best = max(scored) if scored else None  # the direction is the sweep's; bold the highest for a glance
+    for r, overrides in zip(rows, varying(rows)):
+        value = _fmt(r["metric"])
+        table.add_row(str(r["job"]), overrides, f"[bold]{value}[/]" if r["metric"] == best else value, r["status"])
+    console = Console()
+    console.print(table)
+    console.print(f"multirun dir: {sweep_dir}", soft_wrap=True)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
