@@ -132,3 +132,20 @@ def test_submitit_slurm_unknown_partition_is_one_line(slurm_env, tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: hydra.launcher.partition=nope is not a partition of this cluster; use one of: debug"]
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+def test_sweep_workers_as_a_job_array_share_one_storage(slurm_env, tmp_path):
+    from test_sweep import TINY, load
+
+    journal = tmp_path / "shared" / "study.log"
+    result = subprocess.run(["sbatch", "--wait", "--array=0-2", f"--output={tmp_path / 'worker-%a.out'}",
+                             f"--export=ALL,PYTHON={sys.executable}", str(REPO / "scripts" / "slurm" / "sweep.sbatch"),
+                             *TINY, "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}",
+                             f"storage=journal:{journal}", "study_name=array", "n_trials=5", "report=false"],
+                            cwd=REPO, env=slurm_env, capture_output=True, text=True, timeout=900)
+    logs = "".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.out"))
+    assert result.returncode == 0, (result.stderr + logs)[-4000:]
+    trials = [t for t in load(f"journal:{journal}", "array").get_trials() if t.state.name != "WAITING"]
+    assert len(trials) == 5 and all(t.state.name == "COMPLETE" for t in trials), logs[-3000:]  # exactly n_trials
+    assert len(list(tmp_path.glob("worker-*.out"))) == 3 and len({t.user_attrs["worker"] for t in trials}) >= 2
