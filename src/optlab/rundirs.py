@@ -32,8 +32,8 @@ from optlab.launch import external_layout, global_rank
 _current: str | None = None
 
 
-def _fresh_id(start: float | None = None) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S', time.localtime(start))}-{secrets.token_hex(3)}"
+def _fresh_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def _torchrun_id() -> str:
