@@ -68,6 +68,7 @@ def multirun_rows(logs):
     ("submitit_local", []),
 ])
 def test_launcher_runs_every_job_and_the_summary_is_complete(cli, tmp_path, launcher, extra):
+    pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher")  # the [cluster] extra
     logs = tmp_path / "logs"
     result = cli(["-m", f"hydra/launcher={launcher}", "optimizer.lr=0.05,0.1", *extra, *QUICK,
                   f"paths.log_dir={logs}"], timeout=600)
