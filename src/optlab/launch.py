@@ -13,6 +13,10 @@ import os
 import re
 from dataclasses import dataclass
 
+# Each job's result, in its run dir, wherever it ran: a sweep trial (optlab.sweep.objective) or a
+# `-m` job (optlab.multirun). JSON with at least "status" ("ok" or why not).
+OUTCOME = "outcome.json"
+
 
 class LaunchError(ValueError):
     """The launcher's layout cannot run this job; reported in one line, exit 2."""

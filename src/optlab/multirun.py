@@ -17,9 +17,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from optlab.launch import global_rank
-
-OUTCOME = "outcome.json"  # one result file per job: {"status", "metric", "reason", "job", "overrides"}
+from optlab.launch import OUTCOME, global_rank  # here: {"status", "metric", "reason", "job", "overrides"}
 
 
 class MultirunSummary(Callback):

@@ -31,7 +31,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
 
-OUTCOME, JOB_FILE, LOG_FILE = "outcome.json", "trial.json", "trial.log"
+from optlab.launch import OUTCOME
+
+JOB_FILE, LOG_FILE = "trial.json", "trial.log"
 
 
 @dataclass
