@@ -14,7 +14,6 @@ torchvision's weight cache, CIFAR-10 batches) is read by one of two loaders:
 See docs/reliability.md for the review of every other place that could run code from input.
 """
 
-import io
 import pickle
 import re
 from pathlib import Path
@@ -70,5 +69,5 @@ class _AllowListUnpickler(pickle.Unpickler):
 
 def restricted_pickle(path: str | Path, allowed: dict[tuple[str, str], object], key: str, **kwargs):
     """Unpickle `path`, resolving only the (module, name) globals in `allowed` (to those objects)."""
-    data = Path(path).read_bytes()
-    return _AllowListUnpickler(io.BytesIO(data), allowed, key, path, **kwargs).load()
+    with open(path, "rb") as f:
+        return _AllowListUnpickler(f, allowed, key, path, **kwargs).load()
