@@ -125,7 +125,7 @@ def _paired_worker(rank: int, port: int, args, out: str) -> None:
     from hydra.utils import instantiate
     from torch.nn.parallel import DistributedDataParallel
 
-    from optlab.distributed.strategy import GradientBuckets, _BufferBroadcaster
+    from optlab.distributed.buckets import GradientBuckets, _BufferBroadcaster
     from optlab.run import compose_config
 
     torch.set_num_threads(1)

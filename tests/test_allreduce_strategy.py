@@ -209,7 +209,9 @@ def _free_port() -> int:
 def _two_rank_worker(rank: int, port: int, out: str) -> None:
     import torch.distributed as dist
 
-    from optlab.distributed.strategy import AllReduceStrategy, GradientBuckets, all_gather_list, broadcast_tensors
+    from optlab.distributed.buckets import GradientBuckets, broadcast_tensors
+    from optlab.distributed.gather import all_gather_list
+    from optlab.distributed.strategy import AllReduceStrategy
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
