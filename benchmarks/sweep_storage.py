@@ -39,14 +39,16 @@ def _settings(url: str, study: str, n_trials: int, study_dir: Path):
 
 
 def _fake_launch(seconds: float):
-    """Stands in for training a trial: wait `seconds` under the real heartbeat, report a metric."""
+    """Stands in for training a trial (Settings.launch): wait `seconds` under the real heartbeat,
+    report a metric."""
+    import contextlib
     import random
 
-    def launch(job, process, timeout, trials_per_process=None, while_running=None):
+    def launch(s, job, while_running=contextlib.nullcontext):
         with while_running():
             if seconds:
                 time.sleep(seconds)
-        return {"status": "ok", "metrics": {job.monitor: random.random()}, "wall_s": seconds}
+        return {"status": "ok", "metrics": {s.metric: random.random()}, "wall_s": seconds}
     return launch
 
 
@@ -56,7 +58,7 @@ def _worker(url, study, n_trials, seconds, study_dir, ready, go, done):
 
     s = _settings(url, study, n_trials, Path(study_dir))
     s.worker = f"bench-{os.getpid()}"
-    driver.launch = _fake_launch(seconds)
+    driver.Settings.launch = _fake_launch(seconds)
     handle = driver.open_study(s)
     ready.release()
     go.wait()

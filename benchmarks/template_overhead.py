@@ -102,11 +102,8 @@ def terminal_stdout(columns: int = 120, rows: int = 40):
 
 
 def compose(overrides: list[str], run_dir: str):
-    from hydra.core.global_hydra import GlobalHydra
-
     from optlab.run import compose_config
 
-    GlobalHydra.instance().clear()
     return compose_config(overrides, run_dir=run_dir)
 
 

@@ -9,7 +9,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from optlab.cli import preflight
-from optlab.multirun import OUTCOME, read_rows, varying
+from optlab.launch import OUTCOME
+from optlab.multirun import read_rows, varying
 from optlab.run import CONFIG_DIR
 from optlab.validate import ConfigError, check_launcher
 
@@ -43,16 +44,19 @@ def test_a_launcher_whose_plugin_is_missing_says_how_to_install_it():
 
 
 def test_summary_rows_come_from_each_jobs_result_file(tmp_path):
-    for job, lr in ((0, "0.1"), (2, "0.3")):
+    for job, lr in ((0, "0.1"), (2, "0.3"), (3, "9")):
         (tmp_path / str(job)).mkdir()
         (tmp_path / str(job) / OUTCOME).write_text(json.dumps(
-            {"job": job, "overrides": [f"optimizer.lr={lr}", "trainer.max_epochs=1"], "status": "ok",
-             "metric": 0.5 + job / 10}))
+            {"overrides": [f"optimizer.lr={lr}", "trainer.max_epochs=1", "hydra.searchpath=[file:///x]"],
+             "status": "ok" if job < 3 else "error", "reason": "RuntimeError: boom" if job == 3 else None,
+             "metrics": {"val/acc_best": 0.5 + job / 10} if job < 3 else {}}))
     (tmp_path / "1").mkdir()  # a job killed before it could write its result
     (tmp_path / ".submitit").mkdir()
-    rows = read_rows(tmp_path)
-    assert [(r["job"], r["metric"]) for r in rows] == [(0, 0.5), (1, None), (2, 0.7)]
+    rows = read_rows(tmp_path, "val/acc_best")
+    assert [(r["job"], r["metric"]) for r in rows] == [(0, 0.5), (1, None), (2, 0.7), (3, None)]
     assert rows[1]["status"].startswith("no result")
+    assert rows[3]["status"] == "failed (error): RuntimeError: boom"
+    assert rows[0]["overrides"] == "optimizer.lr=0.1 trainer.max_epochs=1"  # Hydra's own settings left out
     assert varying([rows[0], rows[2]]) == ["optimizer.lr=0.1", "optimizer.lr=0.3"]  # shared overrides left out
 
 

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from optlab.launch import read_outcome
+
 
 def sweep_dirs(logs):
     return sorted((logs / "train").glob("multirun-*"))
@@ -34,9 +36,13 @@ def test_multirun_with_subprocess_ddp(cli, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = sweep_dirs(logs)  # a child that re-ran the sweep would have made a second one
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert [p.name for p in (logs / "train").iterdir()] == [sweep.name]  # no rank made a folder of its own
     for job in ("0", "1"):
-        assert (sweep / job / "train_ddp_process_1.log").exists()  # rank 1 ran inside the job's folder
-        assert json.loads((sweep / job / "metrics.json").read_text())["val/acc_best"] > 0
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["val/acc_best"] > 0
+        outcome = read_outcome(sweep / job)  # the job's result, written by its fresh process
+        assert outcome["status"] == "ok" and outcome["metrics"]["val/acc_best"] == metrics["val/acc_best"]
+        assert (sweep / job / "job.json").is_file()  # the job as the fresh process (and its rank 1) read it
 
 
 @pytest.mark.parametrize("devices, strategy, relaunches", [

@@ -215,6 +215,8 @@ def test_bad_space_is_one_clear_error(space, message):
     (["sweep/sampler=grid"], "needs the values of each float/int entry"),
     (["storage=mongodb://x"], "is not a storage URL"),
     (["sweep.pruner.n_startup_trials=-1"], "sweep.pruner"),
+    (["sweep.process=submitit", "sweep.submitit.timeout_min=soon"], "sweep.submitit is invalid: Parameter \"timeout_min\""),
+    (["sweep.process=submitit", "+sweep.submitit.partiton=gpu"], "sweep.submitit is invalid: Parameter 'partiton'"),
 ])
 def test_bad_sweep_settings_fail_before_any_trial(overrides, message, typo_conf):
     from optlab.sweep.driver import check_training, settings
@@ -268,12 +270,12 @@ def test_command_line_errors_are_one_line_and_leave_no_storage(tmp_path, typo_co
 
 
 def test_trial_config_groups_wandb_runs_by_study(tmp_path):
-    from optlab.sweep.objective import TrialJob, trial_config
+    from optlab.sweep.objective import trial_job
 
-    job = TrialJob(overrides=[f"paths.log_dir={tmp_path}"], run_dir=str(tmp_path / "trial-0003"),
-                   wandb_group="lr_study", wandb_name="lr_study-trial-0003", storage="sqlite:///x.db",
-                   study_name="lr_study", trial_id=7, pruner={"_target_": "optuna.pruners.NopPruner"})
-    cfg = trial_config(job)
+    job = trial_job([f"paths.log_dir={tmp_path}"], tmp_path / "trial-0003", "val/acc_best",
+                    wandb_group="lr_study", wandb_name="lr_study-trial-0003", storage="sqlite:///x.db",
+                    study_name="lr_study", trial_id=7, pruner={"_target_": "optuna.pruners.NopPruner"})
+    cfg = type(job).from_json(job.to_json()).config()  # as a fresh trial process sees it
     from hydra.utils import instantiate
 
     logger = instantiate(cfg.logger.wandb)
@@ -455,6 +457,25 @@ def test_two_workers_share_a_study_and_stop_at_the_total(tmp_path, request, back
 
 
 @pytest.mark.slow
+def test_a_trial_as_a_submitit_job_reports_to_the_study(tmp_path):
+    """sweep.process=submitit (here its local executor; on a cluster, SLURM) goes through the same
+    launch.run as every mode: the job reports each epoch to the storage itself and leaves its outcome."""
+    pytest.importorskip("submitit")
+    from optlab.launch import read_outcome
+    from optlab.sweep.driver import sweep
+
+    logs = tmp_path / "logs"
+    args = [*TINY, f"paths.log_dir={logs}", "n_trials=1", "report=false", "sweep.process=submitit",
+            "sweep.submitit.cluster=local"]
+    assert sweep(sweep_cfg(*args), args) is not None
+    (trial,) = load(f"sqlite:///{logs}/sweeps/default.db", "default").get_trials()
+    assert trial.state.name == "COMPLETE" and sorted(trial.intermediate_values) == [0, 1]
+    run_dir = Path(trial.user_attrs["run_dir"])
+    assert read_outcome(run_dir)["metrics"]["val/acc_best"] == trial.value
+    assert list((run_dir / ".submitit").iterdir())  # it ran as a submitit job
+
+
+@pytest.mark.slow
 def test_ddp_trials_run_in_their_own_process_and_report(tmp_path):
     logs = tmp_path / "logs"
     result = run_sweep([*TINY, "strategy=ddp", "trainer.devices=2", "logger=csv", f"paths.log_dir={logs}",
@@ -490,7 +511,7 @@ def test_exit_code_of_a_killed_pool_process_waits_for_the_reaping_thread():
     the code must still be read (not None), or the trial's reason loses 'killed by SIGKILL'."""
     import threading
 
-    from optlab.sweep.objective import _exit_code
+    from optlab.launch.process import _exit_code
 
     class Reaped:  # joined already, code stored by another thread after 0.2 s
         exitcode = None

@@ -90,9 +90,7 @@ def preflight(argv: list[str], config_dir: Path) -> None:
         config_dir = (config_dir.parent / options["path"]).resolve()
     if options.get("dir"):
         overrides = overrides + [f"hydra.searchpath=[file://{Path(options['dir']).resolve()}]"]
-    from hydra.core.hydra_config import HydraConfig
-
-    from optlab.run import compose_config
+    from optlab.run import compose_config, hydra_node, reset_hydra
     from optlab.validate import check_launcher, validate
 
     try:
@@ -105,12 +103,9 @@ def preflight(argv: list[str], config_dir: Path) -> None:
                                  config_name=options.get("name") or "train")
             validate(cfg)
             if multirun and number == 0:  # the launcher is one for all jobs
-                check_launcher(HydraConfig.get())
+                check_launcher(hydra_node())
         except (ConfigCompositionException, OverrideParseException) as e:
             fail(_explain(e, job))
         except ConfigError as e:
             fail(str(e))
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    HydraConfig.instance().cfg = None
+    reset_hydra()

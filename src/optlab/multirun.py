@@ -1,14 +1,13 @@
 """After `python train.py -m ...`: one table of overrides -> optimized metric, also saved as
 summary.csv and summary.md in the multirun folder.
 
-Each job writes its own result (`<job dir>/outcome.json`, by rank 0) where it runs: in this
-process (basic launcher), a joblib worker, or a SLURM job (submitit). The table is read back from
-those files when the multirun ends, so it is complete under every launcher; a job that left no
-result (killed, never started) is listed as such.
+Each job leaves its own result (`<job dir>/outcome.json`, optlab.launch.job) where it runs: in
+this process (basic launcher), a joblib worker, or a SLURM job (submitit). The table is read back
+from those files when the multirun ends, so it is complete under every launcher; a job that left
+no result (killed, never started) is listed as such.
 """
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -17,29 +16,26 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from optlab.launch import OUTCOME, global_rank  # here: {"status", "metric", "reason", "job", "overrides"}
+from optlab.launch import read_outcome, write_outcome
 
 
 class MultirunSummary(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
-        if config.hydra.mode != RunMode.MULTIRUN or global_rank() != 0:
-            return
-        ok = job_return.status == JobStatus.COMPLETED
-        value = job_return.return_value if ok else None
-        reason = None if ok else " ".join(str(job_return._return_value).split())[:300]
-        outcome = {"job": config.hydra.job.num, "overrides": list(job_return.overrides or []),
-                   "status": "ok" if ok else f"failed: {type(job_return._return_value).__name__}",
-                   "metric": value if isinstance(value, (int, float)) else None, "reason": reason}
+        """A job that failed before optlab's task could record it (e.g. in Hydra's job set-up)."""
         job_dir = Path(config.hydra.runtime.output_dir)
-        job_dir.mkdir(parents=True, exist_ok=True)
-        (job_dir / OUTCOME).write_text(json.dumps(outcome, indent=2, default=str))
+        if config.hydra.mode != RunMode.MULTIRUN or job_return.status == JobStatus.COMPLETED:
+            return
+        if read_outcome(job_dir) is None:
+            reason = " ".join(str(job_return._return_value).split())[:300]
+            write_outcome(job_dir, {"status": "error", "reason": reason, "metrics": {},
+                                    "overrides": list(job_return.overrides or []), "run_dir": str(job_dir)})
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        rows = read_rows(sweep_dir)
+        metric = config.get("optimized_metric") or "metric"
+        rows = read_rows(sweep_dir, metric)
         if not rows:
             return
-        metric = config.get("optimized_metric") or "metric"
         with open(sweep_dir / "summary.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["job", "overrides", metric, "status", "run_dir"])
             writer.writeheader()
@@ -52,17 +48,19 @@ class MultirunSummary(Callback):
         _print(rows, metric, sweep_dir)
 
 
-def read_rows(sweep_dir: Path) -> list[dict]:
+def read_rows(sweep_dir: Path, metric: str) -> list[dict]:
     """One row per job folder (`<sweep dir>/<job number>/`), from its outcome.json."""
     rows = []
     job_dirs = [d for d in sweep_dir.iterdir() if d.is_dir() and d.name.isdigit()]
     for job_dir in sorted(job_dirs, key=lambda d: int(d.name)):
-        path = job_dir / OUTCOME
-        outcome = json.loads(path.read_text()) if path.is_file() else {
-            "job": int(job_dir.name), "overrides": [], "metric": None,
-            "status": "no result (the job was killed or never finished)"}
-        rows.append({"job": outcome["job"], "overrides": " ".join(outcome["overrides"]), "status": outcome["status"],
-                     "metric": outcome["metric"], "run_dir": str(job_dir)})
+        outcome = read_outcome(job_dir)
+        if outcome is None:
+            outcome = {"status": "no result (the job was killed or never finished)", "overrides": []}
+        elif outcome["status"] != "ok":
+            outcome["status"] = f"failed ({outcome['status']}): {(outcome.get('reason') or '')[:200]}"
+        rows.append({"job": int(job_dir.name), "status": outcome["status"], "run_dir": str(job_dir),
+                     "overrides": " ".join(o for o in outcome["overrides"] if not o.startswith("hydra.")),
+                     "metric": (outcome.get("metrics") or {}).get(metric)})
     return rows
 
 

@@ -1,32 +1,33 @@
 """Compose -> validate -> instantiate -> fit/test -> metrics. What train.py and sweep.py call.
 
 To run: `python train.py` (see README.md); from Python: `train(compose_config(["optimizer=adamw"]))`.
+This is the only module that reads or changes Hydra's global state (its initialized config
+search path and the run-time `HydraConfig`); everything else is handed plain configs.
 """
 
+import contextlib
 import json
 import logging
 import os
 import resource
-import subprocess
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from optlab.launch import external_layout
+from optlab.launch import Job, external_layout
 from optlab.rundirs import new_run, register_resolvers
 from optlab.validate import ConfigError, validate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-TRAIN_SCRIPT = CONFIG_DIR.parent / "train.py"
 METRICS_FILE = "metrics.json"
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -38,12 +39,22 @@ warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated
 def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None, config_dir: Path = CONFIG_DIR,
                    config_name: str = "train") -> DictConfig:
     """The config `python train.py <overrides>` would see, for tests, notebooks and sweeps; each
-    call is a new run (a fresh run id and directory) unless it resumes or `run_dir` is given."""
+    call is a new run (a fresh run id and directory) unless it resumes or `run_dir` is given.
+
+    Works inside a Hydra app too (sweep.py, a `-m` job): its initialized Hydra is put back after.
+    Hydra's run-time config is left set to this one (`paths.run_dir` resolves through it); wrap
+    the call in `hydra_config_kept()` to put the caller's back when done."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     new_run()
-    with initialize_config_dir(str(config_dir), version_base="1.3"):
-        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    saved = GlobalHydra.instance().hydra
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    finally:
+        GlobalHydra.instance().hydra = saved
     with open_dict(cfg):  # what Hydra fills in at run time
         cfg.hydra.runtime.cwd = os.getcwd()
         cfg.hydra.runtime.output_dir = str(run_dir or cfg.hydra.run.dir)
@@ -52,6 +63,39 @@ def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None,
     with open_dict(cfg):
         del cfg.hydra
     return cfg
+
+
+@contextlib.contextmanager
+def hydra_config_kept():
+    """Put Hydra's run-time config back as it was (a job composed and ran in between)."""
+    saved = HydraConfig.instance().cfg
+    try:
+        yield
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
+def hydra_node() -> DictConfig:
+    """The `hydra` node of the config composed last (its launcher, choices, run dir)."""
+    return HydraConfig.get()
+
+
+def reset_hydra() -> None:
+    """Leave Hydra as a fresh process has it (before @hydra.main starts the real command)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    HydraConfig.instance().cfg = None
+
+
+def command_line_job() -> Job:
+    """This Hydra app's command as a Job: its overrides, config name and --config-dir, run dir."""
+    hc = HydraConfig.get()
+    config_dir = next((src.path for src in hc.runtime.config_sources
+                       if src.provider == "command-line" and src.schema == "file"), None)
+    search_path = [o for o in hc.overrides.hydra if o.startswith(("hydra.searchpath", "hydra.job.chdir"))]
+    return Job(overrides=[*search_path, *hc.overrides.task], run_dir=hc.runtime.output_dir,
+               config_name=hc.job.config_name, config_dir=config_dir)
 
 
 class _DropTips(logging.Filter):
@@ -188,36 +232,28 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def train_in_subprocess(cfg: DictConfig) -> dict[str, float]:
-    """Run this multirun job as a fresh single run in its own process group and folder.
-
-    Lightning's subprocess DDP re-runs sys.argv; under `-m` that would re-run the whole sweep in
-    every rank. The job is replayed instead as `train.py <its overrides> hydra.run.dir=<job dir>`.
-    """
-    hc = HydraConfig.get()
-    run_dir = Path(hc.runtime.output_dir)
-    keep = ("hydra.searchpath", "hydra.job.chdir")
-    # TRAIN_SCRIPT, not sys.argv[0]: under joblib or submitit this process is their worker.
-    command = [sys.executable, str(TRAIN_SCRIPT),
-               "--config-name", hc.job.config_name,
-               *[o for o in hc.overrides.hydra if o.startswith(keep)], *hc.overrides.task,
-               f"hydra.run.dir={run_dir}", "hydra.output_subdir=null"]
-    for source in hc.runtime.config_sources:
-        if source.provider == "command-line" and source.schema == "file":
-            command[2:2] = ["--config-dir", source.path]
-    result = subprocess.run(command, env={**os.environ, "OPTLAB_CHILD_OF_MULTIRUN": "1"})
-    if result.returncode != 0:
-        raise RuntimeError(f"job {hc.job.num} ({' '.join(hc.overrides.task)}) failed with exit code "
-                           f"{result.returncode}; its log is in {run_dir}")
-    return json.loads((run_dir / METRICS_FILE).read_text())
-
-
 def run_job(cfg: DictConfig) -> dict[str, float]:
-    """What train.py's Hydra task does: one run, possibly one job of a multirun."""
-    if in_multirun() and relaunches_argv(cfg):
+    """What train.py's Hydra task does: one run, or one job of a multirun (which leaves its outcome).
+
+    A multirun job that starts several processes runs as a fresh single run in its own process
+    group: Lightning's subprocess DDP re-runs sys.argv, and under `-m` that would re-run the whole
+    multirun in every rank."""
+    if not in_multirun():
+        return train(cfg)
+    from optlab import launch
+
+    job = command_line_job()
+    if relaunches_argv(cfg):
         validate(cfg)
-        return train_in_subprocess(cfg)
-    return train(cfg)
+        outcome = launch.run(job, "subprocess")
+    else:
+        outcome = launch.run_here(job, cfg=cfg, reraise=True)
+    if outcome["status"] == "config":
+        raise ConfigError(outcome["reason"])
+    if outcome["status"] != "ok":
+        raise RuntimeError(f"job {HydraConfig.get().job.num} ({' '.join(job.overrides)}) failed: {outcome['reason']}; "
+                           f"its log is in {job.run_dir}")
+    return outcome["metrics"]
 
 
 def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:

@@ -2,7 +2,7 @@
 
 One worker = one `python sweep.py ...` process; start the same command on several machines (or
 several times on one) and they share the study through its storage. Each trial: reserve a slot
-(study.reserve_trial), sample the space, train in its own process (objective.launch) while the
+(study.reserve_trial), sample the space, train in its own process (optlab.launch.run) while the
 worker heartbeats, then tell Optuna COMPLETE / PRUNED / FAIL with the reason in user attributes.
 """
 
@@ -19,14 +19,15 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from optlab import launch
 from optlab.sweep import study as studies
-from optlab.sweep.objective import TrialJob, compose, launch
+from optlab.sweep.objective import trial_job
 from optlab.sweep.pruning import EPOCHS, PRUNE_REASON
 from optlab.sweep.space import SearchSpace
 from optlab.validate import ConfigError
 
 log = logging.getLogger(__name__)
-PROCESS_MODES = ("auto", "pool", "subprocess", "inline")
+PROCESS_MODES = ("auto", *launch.MODES)
 REPORT_MODES = (True, False, "only")
 FINGERPRINT = "optlab"
 
@@ -43,6 +44,7 @@ class Settings:
     pruner: dict
     process: str
     trials_per_process: int | None
+    submitit: dict
     threads: int | None
     timeout: float | None
     heartbeat_interval: float
@@ -57,10 +59,21 @@ class Settings:
     trial_overrides: list[str] = field(default_factory=list)     # sweep.trial_overrides
     worker: str = ""
 
-    def job(self, overrides: list[str], run_dir: Path, wandb_name: str, **kwargs) -> TrialJob:
-        return TrialJob(overrides=overrides, run_dir=str(run_dir), monitor=self.metric, threads=self.threads,
-                        wandb_group=self.study_name, wandb_name=wandb_name, worker_pid=os.getpid(),
-                        check_every_n_steps=self.check_every_n_steps, **kwargs)
+    def job(self, overrides: list[str], run_dir: Path, wandb_name: str, **callback) -> launch.Job:
+        return trial_job(overrides, run_dir, self.metric, wandb_group=self.study_name, wandb_name=wandb_name,
+                         threads=self.threads, inline=self.process == "inline", **callback)
+
+    def launch(self, job: launch.Job, **kwargs) -> dict:
+        return launch.run(job, self.process, self.timeout, jobs_per_process=self.trials_per_process,
+                          submitit=self.submitit, **kwargs)
+
+
+def compose(overrides: list[str]):
+    """The training config of these overrides, for checks (the sweep's own Hydra config stays)."""
+    from optlab.run import compose_config, hydra_config_kept
+
+    with hydra_config_kept():
+        return compose_config(overrides, run_dir="<sweep>")
 
 
 # -- settings and up-front checks (nothing here touches the storage) ------------------------------
@@ -139,6 +152,7 @@ def settings(cfg: DictConfig, overrides: list[str], search_path: list[str] = ())
         process=process,
         trials_per_process=_positive("sweep.trials_per_process", node.get("trials_per_process"), allow_none=True,
                                      integer=True),
+        submitit=OmegaConf.to_container(node.submitit, resolve=True) if node.get("submitit") else {},
         threads=_positive("sweep.threads", node.get("threads"), allow_none=True, integer=True),
         timeout=_positive("sweep.timeout", node.get("timeout"), allow_none=True),
         heartbeat_interval=interval, grace=grace, max_retry=max_retry,
@@ -174,8 +188,26 @@ def check_training(s: Settings) -> None:
     elif multi_process and s.process != "subprocess":
         raise ConfigError(f"trials start several processes (strategy/trainer.devices); sweep.process={s.process} "
                           "cannot run them: use sweep.process=subprocess (or auto)")
+    if s.process == "submitit":
+        check_submitit(s.submitit)
     studies.make_sampler(s.sampler, s.space)
     studies.make_pruner(s.pruner)
+
+
+def check_submitit(parameters: dict) -> None:
+    """sweep.process=submitit: the plugin is there and takes these executor parameters."""
+    import tempfile
+
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("sweep.process=submitit needs submitit: pip install -e \".[cluster]\"") from None
+    params = dict(parameters)
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            submitit.AutoExecutor(folder=folder, cluster=params.pop("cluster", None)).update_parameters(**params)
+        except (ValueError, TypeError, NameError, AssertionError) as e:
+            raise ConfigError(f"sweep.submitit is invalid: {str(e).strip().splitlines()[0]}") from None
 
 
 # -- the study ------------------------------------------------------------------------------------
@@ -239,9 +271,9 @@ def run_trial(study, trial, s: Settings) -> None:
                        "command": " ".join(command)}.items():
         trial.set_user_attr(key, value)
     job = s.job([*s.training_overrides, *s.trial_overrides, *overrides], run_dir, f"{s.study_name}-{run_dir.name}",
-                storage=s.storage, study_name=s.study_name, trial_id=trial._trial_id, pruner=s.pruner)
-    outcome = launch(job, s.process, s.timeout, trials_per_process=s.trials_per_process,
-                     while_running=lambda: studies.Heartbeat(storage, trial._trial_id, s.heartbeat_interval))
+                storage=s.storage, study_name=s.study_name, trial_id=trial._trial_id, pruner=s.pruner,
+                check_every_n_steps=s.check_every_n_steps, worker_pid=os.getpid())
+    outcome = s.launch(job, while_running=lambda: studies.Heartbeat(storage, trial._trial_id, s.heartbeat_interval))
     frozen = storage.get_trial(trial._trial_id)
     metrics = outcome.get("metrics") or {}
     state, value, reason, stop = TrialState.FAIL, None, outcome.get("reason"), False
@@ -349,13 +381,10 @@ def summary_line(study, s: Settings) -> str:
 
 def run(cfg: DictConfig) -> float | None:
     """sweep.py's Hydra task: the command line's overrides come from Hydra."""
-    from hydra.core.hydra_config import HydraConfig
+    from optlab.run import command_line_job
 
-    hc = HydraConfig.get()
-    search_path = [f"file://{src.path}" for src in hc.runtime.config_sources
-                   if src.provider == "command-line" and src.schema == "file"]
-    hydra_search = [o for o in hc.overrides.hydra if o.startswith("hydra.searchpath")]
-    return sweep(cfg, [*hydra_search, *hc.overrides.task], search_path)
+    command = command_line_job()
+    return sweep(cfg, command.overrides, [f"file://{command.config_dir}"] if command.config_dir else [])
 
 
 def sweep(cfg: DictConfig, overrides: list[str], search_path: list[str] = ()) -> float | None:
@@ -364,13 +393,11 @@ def sweep(cfg: DictConfig, overrides: list[str], search_path: list[str] = ()) ->
 
     from optuna.exceptions import ExperimentalWarning
 
-    from optlab.sweep.objective import shutdown_pool
-
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
     try:
         return _sweep(settings(cfg, overrides, search_path))
     finally:
-        shutdown_pool()
+        launch.shutdown_pool()
 
 
 def _sweep(s: Settings) -> float | None:

@@ -23,7 +23,6 @@ from collections import Counter
 from pathlib import Path
 
 from optlab.sweep import study as studies
-from optlab.sweep.objective import launch
 from optlab.sweep.pruning import EPOCHS
 
 log = logging.getLogger(__name__)
@@ -62,8 +61,7 @@ def rerun(study, s, trial, seed: int) -> dict:
         return cached
     run_dir = s.study_dir / f"rerun-{trial.number:04d}-seed{seed}"
     overrides = [*s.training_overrides, *trial.user_attrs.get("overrides", []), f"seed={seed}", "test=true"]
-    outcome = launch(s.job(overrides, run_dir, f"{s.study_name}-{run_dir.name}"), s.process, s.timeout,
-                     trials_per_process=s.trials_per_process)
+    outcome = s.launch(s.job(overrides, run_dir, f"{s.study_name}-{run_dir.name}"))
     metrics = outcome.get("metrics") or {}
     result = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
     if outcome["status"] != "ok":

@@ -1,10 +1,10 @@
-"""Launchers that start every rank themselves (torchrun, srun, sbatch) and what they imply.
+"""What a launcher that starts every rank itself (torchrun, srun, sbatch) says about the layout.
 
 They describe the process layout in the environment, and Lightning reads it there. This module
 is the one place that interprets those variables for the template:
 - `external_layout()`: (launcher, nodes, processes per node) when torchrun or srun started this
   process, so that pre-flight can check trainer.devices / trainer.num_nodes against it;
-- `global_rank()`: this process's rank (0 when it is the only one), e.g. for "only rank 0 writes";
+- `global_rank()` / `is_rank_zero()`: this process's rank, e.g. for "only rank 0 writes";
 - `adopt_srun_layout()`: `srun -n N` (no --ntasks-per-node) works when the tasks sit evenly on
   the nodes; Lightning alone refuses it.
 """
@@ -12,10 +12,6 @@ is the one place that interprets those variables for the template:
 import os
 import re
 from dataclasses import dataclass
-
-# Each job's result, in its run dir, wherever it ran: a sweep trial (optlab.sweep.objective) or a
-# `-m` job (optlab.multirun). JSON with at least "status" ("ok" or why not).
-OUTCOME = "outcome.json"
 
 
 class LaunchError(ValueError):
@@ -65,6 +61,12 @@ def global_rank() -> int:
     if _srun_tasks():
         return int(os.environ.get("SLURM_PROCID", "0"))
     return 0
+
+
+def is_rank_zero() -> bool:
+    """Also true of the ranks Lightning starts itself (it sets LOCAL_RANK and NODE_RANK, not RANK)."""
+    env = os.environ
+    return global_rank() == 0 and env.get("LOCAL_RANK", "0") == "0" and env.get("NODE_RANK", "0") == "0"
 
 
 def adopt_srun_layout() -> None:
