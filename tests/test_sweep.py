@@ -445,11 +445,13 @@ def test_two_workers_share_a_study_and_stop_at_the_total(tmp_path, request, back
     outputs = [w.communicate(timeout=600) for w in workers]
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:] + err[-3000:]
+    from optlab.sweep.study import state_name
+
     trials = load(storage, "two").get_trials()
-    # A worker that loses the race for the last slot puts its unsampled trial back in the queue.
-    waiting = [t for t in trials if t.state.name == "WAITING"]
-    assert len(waiting) <= 1 and not any(t.params for t in waiting)
-    trials = [t for t in trials if t.state.name != "WAITING"]
+    # A worker that loses the race for the last slot gives its unsampled trial back (RELEASED).
+    given_back = [t for t in trials if state_name(t) == "RELEASED"]
+    assert not any(t.params for t in given_back)
+    trials = [t for t in trials if state_name(t) != "RELEASED"]
     assert len(trials) == 7 and all(t.state.name == "COMPLETE" for t in trials)  # exactly the total
     by_worker = {t.user_attrs["worker"] for t in trials}
     assert len(by_worker) == 2  # both took part
@@ -504,6 +506,52 @@ def test_state_name_marks_uncounted_failures_lost():
     assert state_name(trial(TrialState.FAIL, **{FAIL_REASON: "raised"})) == "FAIL"
     assert state_name(trial(TrialState.COMPLETE)) == "COMPLETE"
     assert state_name(trial(TrialState.WAITING)) == "WAITING"
+    assert state_name(trial(TrialState.FAIL, released=True)) == "RELEASED"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "journal"])
+def test_workers_racing_for_the_last_slots_never_exceed_the_total(tmp_path, backend):
+    """12 workers (threads, each with its own study handle) reserve and finish instant trials on
+    one storage. Ranking reservations by start time went over (41-43 of 40 on sqlite here)."""
+    import threading
+
+    import optuna
+
+    from optlab.sweep.study import make_storage, n_counted, reserve, running, state_name
+
+    url = f"sqlite:///{tmp_path}/s.db" if backend == "sqlite" else f"journal:{tmp_path}/s.log"
+    optuna.create_study(study_name="race", storage=make_storage(url))
+    go, errors = threading.Barrier(12), []
+
+    def worker():
+        study = optuna.load_study(study_name="race", storage=make_storage(url))
+        go.wait()
+        try:
+            while (trial := reserve(study, 40, backoff=0.05)) is not None or running(study):
+                if trial is not None:
+                    study.tell(trial, 1.0)
+        except Exception as e:  # noqa: BLE001 - e.g. a trial two workers both thought was theirs
+            errors.append(e)
+    threads = [threading.Thread(target=worker) for _ in range(12)]
+    [t.start() for t in threads], [t.join() for t in threads]
+    study = optuna.load_study(study_name="race", storage=make_storage(url))
+    assert not errors and n_counted(study) == 40
+    assert {state_name(t) for t in study.get_trials()} <= {"COMPLETE", "RELEASED"}
+
+
+def test_a_queued_retry_given_back_is_queued_again(tmp_path):
+    import optuna
+
+    from optlab.sweep.study import RETRY_OF, make_storage, release, state_name
+
+    study = optuna.create_study(storage=make_storage(f"sqlite:///{tmp_path}/s.db"))
+    study.enqueue_trial({"x": 0.25}, user_attrs={RETRY_OF: 3, "retries": 1})
+    trial = study.ask()  # takes the queued retry
+    release(study, trial._trial_id)
+    given_back, queued = study.get_trials()
+    assert state_name(given_back) == "RELEASED" and queued.state.name == "WAITING"
+    assert queued.user_attrs == {RETRY_OF: 3, "retries": 1}
+    assert study.ask().suggest_float("x", 0, 1) == 0.25  # the same parameters run
 
 
 def test_exit_code_of_a_killed_pool_process_waits_for_the_reaping_thread():
