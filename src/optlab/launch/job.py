@@ -90,7 +90,7 @@ def read_outcome(run_dir: str | Path) -> dict | None:
     return outcome
 
 
-def failed(job: Job, status: str, reason: str, **extra) -> dict:
+def outcome_of(job: Job, status: str, reason: str, **extra) -> dict:
     return {"status": status, "reason": reason, "metrics": {}, "overrides": list(job.overrides),
             "run_dir": job.run_dir, **extra}
 
@@ -118,7 +118,7 @@ def run_here(job: Job, cfg=None, reraise: bool = False) -> dict:
     from optlab.validate import ConfigError
 
     start = time.perf_counter()
-    outcome = failed(job, "ok", None)
+    outcome = outcome_of(job, "ok", None)
     try:
         if job.threads:
             torch.set_num_threads(int(job.threads))

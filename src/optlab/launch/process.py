@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from optlab.launch.job import OUTCOME, Job, failed, read_outcome, run_here
+from optlab.launch.job import OUTCOME, Job, outcome_of, read_outcome, run_here
 
 MODES = ("pool", "subprocess", "inline", "submitit")
 JOB_FILE = "job.json"
@@ -184,12 +184,12 @@ def _wait_pool(job: Job, deadline, timeout, jobs_per_process) -> dict:
             except FutureTimeout:
                 if deadline is not None and time.monotonic() >= deadline:
                     shutdown_pool(kill=True)
-                    return failed(job, "timeout", _crash_reason(None, job.log_file, True, timeout))
+                    return outcome_of(job, "timeout", _crash_reason(None, job.log_file, True, timeout))
     except BrokenProcessPool:
         procs.update(executor._processes or {})
         code = _exit_code(list(procs.values()))
         shutdown_pool(kill=True)
-        return failed(job, "crash", _crash_reason(code, job.log_file, False, timeout), exit_code=code)
+        return outcome_of(job, "crash", _crash_reason(code, job.log_file, False, timeout), exit_code=code)
     except BaseException:  # Ctrl-C / SIGTERM of the caller: take the job down with it
         shutdown_pool(kill=True)
         raise
@@ -231,7 +231,7 @@ def _wait_subprocess(job: Job, deadline, timeout) -> dict:
     outcome = None if timed_out else read_outcome(run_dir)
     if outcome is not None:
         return outcome
-    return failed(job, "timeout" if timed_out else "crash", _crash_reason(code, job.log_file, timed_out, timeout),
+    return outcome_of(job, "timeout" if timed_out else "crash", _crash_reason(code, job.log_file, timed_out, timeout),
                   exit_code=code)
 
 
@@ -248,13 +248,13 @@ def _wait_submitit(job: Job, deadline, timeout, parameters: dict) -> dict:
         while not submitted.done():
             if deadline is not None and time.monotonic() >= deadline:
                 submitted.cancel(check=False)
-                return failed(job, "timeout", _crash_reason(None, None, True, timeout))
+                return outcome_of(job, "timeout", _crash_reason(None, None, True, timeout))
             time.sleep(0.5)
         return submitted.result()
     except Exception as e:  # noqa: BLE001 - it died outside run_here (killed, cancelled, node failure)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         reason = f"submitit job {submitted.job_id} failed: {first}{_where(submitted.paths.stderr)}"
-        return read_outcome(job.run_dir) or failed(job, "crash", reason)
+        return read_outcome(job.run_dir) or outcome_of(job, "crash", reason)
     except BaseException:  # Ctrl-C / SIGTERM of the caller: take the job down with it
         submitted.cancel(check=False)
         raise
