@@ -1,0 +1,133 @@
+"""The statistics a comparison reports: how good each candidate is, by how much one beats
+another, and how sure we are, from a handful of seeds.
+
+- `mean_ci`: the mean over seeds with a bootstrap interval. The plain percentile bootstrap is too
+  narrow with few seeds, so its percentiles are widened by Student's t ("expanded percentile",
+  Hesterberg 2015). Measured coverage of a 95% interval, normal data, 1000 simulations: 3 seeds
+  0.76 (no bootstrap can do better: it never leaves the data's range), 5 seeds 0.91 (plain
+  percentile 0.83), 10 seeds 0.95 (plain 0.90); skewed (lognormal) data 0.77 at 5, 0.85 at 10.
+  Hence the default of 5 seeds as the least for an interval; tests/test_compare_stats.py checks it.
+- `welch`: the difference of means, Welch's t-test (unequal variances) and its two-sided p.
+- `permutation_p`: the same question without a normality assumption (exact for small samples).
+- `verdict`: "A better" / "B better" only when the test says so at the stated level; otherwise
+  "no difference shown", which is a result, not a failure.
+- `time_to_target`: the first evaluation at or past a target (examples, steps, seconds), inf when
+  never reached.
+Every function states its level and the number of seeds it rests on in what it returns.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    level: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f} [{self.low:.4f}, {self.high:.4f}] ({self.level:.0%} CI, n={self.n})"
+
+
+def _values(values) -> np.ndarray:
+    x = np.asarray(list(values), dtype=float)
+    if x.ndim != 1 or not np.all(np.isfinite(x)):
+        raise ValueError(f"expected finite numbers, got {list(values)}")
+    return x
+
+
+def mean_ci(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> Interval:
+    """Mean with an expanded-percentile bootstrap interval at `level` (n=1: the interval is the point)."""
+    from scipy.stats import norm, t
+
+    x = _values(values)
+    n, mean = len(x), float(np.mean(x))
+    if n < 2 or np.ptp(x) == 0:
+        return Interval(mean, mean, mean, level, n)
+    # Percentiles at Phi(sqrt(n/(n-1)) * t_{n-1}) instead of (1 -+ level)/2.
+    tail = norm.cdf(math.sqrt(n / (n - 1)) * t.ppf((1 - level) / 2, n - 1))
+    means = np.random.default_rng(seed).choice(x, size=(resamples, n), replace=True).mean(axis=1)
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return Interval(mean, float(low), float(high), level, n)
+
+
+@dataclass(frozen=True)
+class Test:
+    difference: float  # mean(a) - mean(b)
+    p: float
+    method: str
+    n_a: int
+    n_b: int
+
+
+def welch(a, b) -> Test:
+    """Welch's two-sided t-test of mean(a) == mean(b); p is 1.0 when both samples are constant and equal."""
+    from scipy.stats import t
+
+    x, y = _values(a), _values(b)
+    if len(x) < 2 or len(y) < 2:
+        raise ValueError("Welch's test needs at least 2 seeds per candidate")
+    diff = float(np.mean(x) - np.mean(y))
+    vx, vy = np.var(x, ddof=1) / len(x), np.var(y, ddof=1) / len(y)
+    if vx + vy == 0:
+        return Test(diff, 1.0 if diff == 0 else 0.0, "welch", len(x), len(y))
+    stat = diff / math.sqrt(vx + vy)
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
+    return Test(diff, float(2 * t.sf(abs(stat), df)), "welch", len(x), len(y))
+
+
+def permutation_p(a, b, resamples: int = 20_000, seed: int = 0) -> Test:
+    """Two-sided permutation test of the difference of means: every split when there are at most
+    `resamples` of them (exact), else that many random ones (p counts the observed split too)."""
+    x, y = _values(a), _values(b)
+    pooled, n = np.concatenate([x, y]), len(x)
+    observed = abs(np.mean(x) - np.mean(y))
+    total = math.comb(len(pooled), n)
+    if total <= resamples:
+        chosen = np.array(list(itertools.combinations(range(len(pooled)), n)))
+        splits = np.zeros((total, len(pooled)), dtype=bool)
+        np.put_along_axis(splits, chosen, True, axis=1)
+    else:
+        rng = np.random.default_rng(seed)
+        splits = np.zeros((resamples, len(pooled)), dtype=bool)
+        for row in splits:
+            row[rng.choice(len(pooled), n, replace=False)] = True
+    diffs = np.abs((splits @ pooled) / n - ((~splits) @ pooled) / (len(pooled) - n))
+    extreme = np.sum(diffs >= observed - 1e-12 * max(1.0, abs(observed)))
+    p = extreme / total if total <= resamples else (extreme + 1) / (resamples + 1)
+    return Test(float(np.mean(x) - np.mean(y)), float(p), "permutation", len(x), len(y))
+
+
+def verdict(test: Test, alpha: float = 0.01, higher_is_better: bool = True, names=("A", "B")) -> str:
+    """Who is better at level alpha, or "no difference shown"."""
+    if test.p >= alpha or test.difference == 0:
+        return f"no difference shown (p={test.p:.3g} >= {alpha:g})"
+    a_wins = (test.difference > 0) == higher_is_better
+    return f"{names[0] if a_wins else names[1]} better (p={test.p:.3g} < {alpha:g})"
+
+
+@dataclass(frozen=True)
+class Reached:
+    examples: float
+    steps: float
+    seconds: float
+
+
+NEVER = Reached(math.inf, math.inf, math.inf)
+
+
+def time_to_target(evaluations, target: float, higher_is_better: bool = True) -> Reached:
+    """`evaluations`: (examples_seen, step, seconds, value) in training order; the first one at or
+    past the target, or NEVER."""
+    for examples, step, seconds, value in evaluations:
+        if value is not None and math.isfinite(value) and (value >= target if higher_is_better else value <= target):
+            return Reached(float(examples), float(step), float(seconds))
+    return NEVER
