@@ -81,3 +81,14 @@ def test_permutation_p_samples_splits_when_there_are_too_many():
     a, b = rng.normal(size=12), rng.normal(size=12) + 0.5  # 2.7 million splits: 2000 drawn
     sampled = permutation_p(a, b, resamples=2000)
     assert 1 / 2001 <= sampled.p <= 1 and sampled.p == pytest.approx(welch(a, b).p, abs=0.05)
+
+
+def test_performance_profile_and_score_on_a_hand_made_table():
+    from optlab.compare.stats import performance_profile, profile_score
+
+    times = {"adamw": {"digits": 10.0, "cifar": 20.0}, "sgd": {"digits": 20.0, "cifar": 10.0},
+             "lion": {"digits": 10.0, "cifar": math.inf}}  # lion never reached the target on cifar
+    assert performance_profile(times, [1.0, 1.5, 2.0]) == {"adamw": [0.5, 0.5, 1.0], "sgd": [0.5, 0.5, 1.0],
+                                                          "lion": [0.5, 0.5, 0.5]}
+    # adamw: ratio 1 on one task, 2 on the other: (3 + 2) / (2 tasks * 3) over tau in [1, 4].
+    assert profile_score(times) == pytest.approx({"adamw": 5 / 6, "sgd": 5 / 6, "lion": 0.5})

@@ -13,6 +13,9 @@ another, and how sure we are, from a handful of seeds.
   "no difference shown", which is a result, not a failure.
 - `time_to_target`: the first evaluation at or past a target (examples, steps, seconds), inf when
   never reached.
+- `performance_profile` / `profile_score`: AlgoPerf's summary over several tasks: for each
+  candidate, the share of tasks it reaches the target within tau times the best candidate's
+  time, and the area under that curve for tau in [1, tau_max] over (tau_max - 1), in [0, 1].
 Every function states its level and the number of seeds it rests on in what it returns.
 """
 
@@ -131,3 +134,26 @@ def time_to_target(evaluations, target: float, higher_is_better: bool = True) ->
         if value is not None and math.isfinite(value) and (value >= target if higher_is_better else value <= target):
             return Reached(float(examples), float(step), float(seconds))
     return NEVER
+
+
+def _ratios(times: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+    """Each candidate's time on each task over the best candidate's time on it (inf: never)."""
+    tasks = sorted({task for per_task in times.values() for task in per_task})
+    ratios = {c: [] for c in times}
+    for task in tasks:
+        best = min(times[c].get(task, math.inf) for c in times)
+        for c in times:
+            t = times[c].get(task, math.inf)
+            ratios[c].append(t / best if math.isfinite(t) else math.inf)
+    return ratios
+
+
+def performance_profile(times: dict[str, dict[str, float]], taus) -> dict[str, list[float]]:
+    """`times[candidate][task]`: time to target (inf: never). rho(tau) per candidate at each tau."""
+    return {c: [sum(r <= tau for r in rs) / len(rs) for tau in taus] for c, rs in _ratios(times).items()}
+
+
+def profile_score(times: dict[str, dict[str, float]], tau_max: float = 4.0) -> dict[str, float]:
+    """The area under each candidate's performance profile on [1, tau_max], normalized to [0, 1]
+    (exact: the profile is a step function); 1 = fastest on every task, 0 = never within tau_max."""
+    return {c: sum(max(tau_max - r, 0.0) for r in rs) / (len(rs) * (tau_max - 1)) for c, rs in _ratios(times).items()}
