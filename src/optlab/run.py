@@ -126,7 +126,9 @@ def _instantiate_all(cfg: DictConfig):
     try:
         datamodule = instantiate(cfg.data)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, _convert_="all")
+        # `search_space` is compare.py's, not the optimizer's (conf/optimizer/*.yaml may carry one)
+        optimizer = instantiate({k: v for k, v in cfg.optimizer.items() if k != "search_space"})
+        model = instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="all")
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
         if not loggers:  # Lightning refuses a LearningRateMonitor with nothing to log to

@@ -62,6 +62,21 @@ def mean_ci(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0)
     return Interval(mean, float(low), float(high), level, n)
 
 
+def median_ci(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> Interval:
+    """Median with a percentile-bootstrap interval at `level`; values may be inf (a target never
+    reached), so no interpolation between resampled medians. Rough with few seeds: read n."""
+    x = np.asarray(list(values), dtype=float)
+    if x.ndim != 1 or len(x) == 0 or np.any(np.isnan(x)):
+        raise ValueError(f"expected numbers or inf, got {list(values)}")
+    median = float(np.median(x))
+    if len(x) < 2 or np.all(x == x[0]):
+        return Interval(median, median, median, level, len(x))
+    medians = np.sort(np.median(np.random.default_rng(seed).choice(x, size=(resamples, len(x))), axis=1))
+    low = medians[int(np.floor((1 - level) / 2 * (resamples - 1)))]
+    high = medians[int(np.ceil((1 + level) / 2 * (resamples - 1)))]
+    return Interval(median, float(low), float(high), level, len(x))
+
+
 @dataclass(frozen=True)
 class Test:
     difference: float  # mean(a) - mean(b)

@@ -186,7 +186,7 @@ class SearchSpace:
     def boundary_overrides(self) -> list[list[str]]:
         """A few override lists that together use every boundary value of every entry."""
         values = [[(p.name, v) for v in p.boundary_values()] for p in self.params if p.override]
-        rounds = max(len(v) for v in values)
+        rounds = max((len(v) for v in values), default=1)  # no entries: the config as given
         return [[f"{name}={format_value(v)}" for name, v in (vs[i % len(vs)] for vs in values)]
                 for i in range(rounds)]
 

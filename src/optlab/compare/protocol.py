@@ -1,0 +1,254 @@
+"""What `python compare.py` does: check everything, tune every candidate on every task with the
+same budget, re-run each study's best configuration with fresh seeds, report.
+
+Layout under `<root>/<name>/` (resumable: run the same command again; nothing finished re-runs):
+    protocol.json                 what was asked (a resume with other settings is refused)
+    tune.db                       the Optuna studies (sweep.py's machinery: storage, pruning, retries)
+    tune/<task>/<candidate>/s<k>/trial-NNNN/     tuning runs (study k = sampler seed tune.seed + k)
+    eval/<task>/<candidate>/s<k>/seed-<seed>/    re-runs: outcome.json, curve.jsonl, fit.json
+    report.md, report.html, *.png  (optlab.compare.report)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from optlab import launch
+from optlab.compare import curve
+from optlab.compare.config import Candidate, Protocol, Task, default_space, protocol
+from optlab.launch.job import Job
+from optlab.sweep import driver
+from optlab.sweep.space import SearchSpace
+from optlab.validate import ConfigError
+
+PROTOCOL_FILE = "protocol.json"
+RUN_LOG = "run.log"
+
+
+@dataclass
+class StudySettings(driver.Settings):
+    """A tuning study of one candidate on one task: sweep.py's settings, with runs that record curves."""
+    val_every: int | None = None
+
+    def job(self, overrides: list[str], run_dir: Path, wandb_name: str, **callback) -> Job:
+        job = super().job(overrides, run_dir, wandb_name, **callback)
+        job.configure = f"{curve.__name__}.configure_run"
+        job.options = {**job.options, "run_dir": str(run_dir)}
+        return job
+
+
+@dataclass
+class Cell:
+    """One candidate on one task, study k: its settings, then what it became."""
+    task: Task
+    candidate: Candidate
+    study: int
+    settings: StudySettings
+    tuned: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.task.name}/{self.candidate.slug}/s{self.study}"
+
+
+def dedupe(overrides: list[str]) -> list[str]:
+    """Later overrides of a key replace earlier ones (task < command line < candidate)."""
+    last = {}
+    for o in overrides:
+        last[o.split("=", 1)[0].lstrip("+~")] = o
+    return [o for o in overrides if last[o.split("=", 1)[0].lstrip("+~")] is o]
+
+
+def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k: int, overrides: list[str],
+                   search_path: list[str]) -> StudySettings:
+    c = cfg.copy()
+    with open_dict(c):
+        c.n_trials = max(p.trials, 1)
+        c.study_name = f"{p.name}.{task.name}.{cand.slug}.s{k}"
+        c.report = False
+        c.sweep.top_k, c.sweep.rerun_seeds = 0, 0
+        c.sweep.dir = str(p.dir / "tune" / task.name / cand.slug / f"s{k}")
+        if c.sweep.get("sampler") is not None and "seed" in c.sweep.sampler:
+            c.sweep.sampler.seed = p.tune_seed + k
+    base = driver.settings(c, overrides, search_path)
+    s = StudySettings(**{f.name: getattr(base, f.name) for f in fields(driver.Settings)}, val_every=None)
+    search_path_overrides = [o for o in s.training_overrides if o.startswith("hydra.searchpath=")]
+    s.training_overrides = dedupe([*search_path_overrides, *p.run_defaults, *task.overrides, *p.training_overrides,
+                                   *cand.overrides])
+    space = cand.space if cand.space is not None else default_space(driver.compose(s.training_overrides).optimizer)
+    s.space = SearchSpace.from_config(space) if space else SearchSpace([])  # {}: run as given
+    return s
+
+
+def plan(cfg: DictConfig, p: Protocol, overrides: list[str], search_path: list[str], check: bool = True) -> list[Cell]:
+    """Every (task, candidate, study), checked (unless `check` is false: a report of a stored
+    comparison): each composes and validates at every corner of its search space, so a typo in
+    any candidate fails before the first run."""
+    cells = []
+    for task in p.tasks:
+        for cand in p.candidates:
+            for k in range(p.studies):
+                s = study_settings(cfg, p, task, cand, k, overrides, search_path)
+                tuned = p.trials > 0 and bool(s.space.params)
+                try:
+                    if check:
+                        driver.check_training(s)
+                except ConfigError as e:
+                    raise ConfigError(f"candidate {cand.name!r} on task {task.name}: {e}") from None
+                cells.append(Cell(task, cand, k, s, tuned))
+    return cells
+
+
+def check_resume(p: Protocol) -> None:
+    mine = {k: v for k, v in _protocol_record(p).items() if k != "report"}
+    path = p.dir / PROTOCOL_FILE
+    if path.is_file():
+        stored = {k: v for k, v in json.loads(path.read_text()).items() if k != "report"}
+        if stored != mine:
+            diff = ", ".join(k for k in mine if stored.get(k) != mine[k])
+            raise ConfigError(f"comparison {p.name} in {p.dir} was run with other settings ({diff} differ); repeat "
+                              "its command to resume it, or start a new one with name=<new name>")
+    else:
+        p.dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(_protocol_record(p), indent=2))
+
+
+def _protocol_record(p: Protocol) -> dict:
+    record = asdict(p)
+    record["dir"] = str(p.dir)
+    return record
+
+
+def load_protocol(root: Path, name: str) -> Protocol:
+    path = Path(root) / name / PROTOCOL_FILE
+    if not path.is_file():
+        raise ConfigError(f"no comparison named {name!r} under {root}: run it first, or pass root=... and name=...")
+    record = json.loads(path.read_text())
+    record["dir"] = Path(record["dir"])
+    record["candidates"] = [Candidate(**c) for c in record["candidates"]]
+    record["tasks"] = [Task(**t) for t in record["tasks"]]
+    return Protocol(**record)
+
+
+def tune(cell: Cell, p: Protocol) -> None:
+    s = cell.settings
+    if not cell.tuned:
+        return
+    study = driver.open_study(s)
+    print(f"[compare] tune {cell.key}: {p.trials} trials of {', '.join(q.name for q in s.space.params)} "
+          f"(study {s.study_name}, sampler seed {p.tune_seed + cell.study})", flush=True)
+    driver.work(study, s)
+    print(driver.summary_line(study, s), flush=True)
+
+
+def eval_dir(p: Protocol, cell: Cell, seed: int) -> Path:
+    return p.dir / "eval" / cell.task.name / cell.candidate.slug / f"s{cell.study}" / f"seed-{seed}"
+
+
+def finished(run_dir: Path) -> bool:
+    outcome = launch.read_outcome(run_dir)
+    return outcome is not None and (outcome["status"] != "ok" or curve.read_fit(run_dir) is not None)
+
+
+def evaluate(cell: Cell, p: Protocol) -> None:
+    """The study's best configuration (the candidate as given when untuned) with each fresh seed."""
+    from optlab.rundirs import run_id
+
+    from optlab.compare.results import tuning_of
+
+    s = cell.settings
+    params = []
+    if cell.tuned:
+        tuning = tuning_of(cell)
+        if tuning.best_value is None:
+            print(f"[compare] {cell.key}: not evaluated: {tuning.failure}", flush=True)
+            return
+        params = tuning.best_overrides
+    for seed in p.eval_seeds:
+        run_dir = eval_dir(p, cell, seed)
+        if finished(run_dir):
+            continue
+        if run_dir.exists():  # a run killed with the comparison: keep it aside, start the seed again
+            run_dir.rename(run_dir.with_name(f"{run_dir.name}.killed-{run_id()}"))
+        job = Job(overrides=[*s.training_overrides, *params, f"seed={seed}", "test=true"], run_dir=str(run_dir),
+                  threads=s.threads, log_file=None if s.process == "inline" else str(run_dir / RUN_LOG),
+                  configure=f"{curve.__name__}.configure_run",
+                  options={"run_dir": str(run_dir), "val_every": p.val_every, "monitor": s.metric,
+                           "wandb_group": p.name, "wandb_name": f"{cell.key}/seed-{seed}".replace("/", "-")})
+        outcome = s.launch(job)
+        metric = (outcome.get("metrics") or {}).get(s.metric)
+        shown = f"{s.metric}={metric:.4f}" if isinstance(metric, float) else f"{outcome['status']}: {outcome['reason']}"
+        print(f"[compare] eval {cell.key} seed {seed}: {shown} ({outcome.get('wall_s', 0):.1f} s) | {run_dir}",
+              flush=True)
+
+
+def fit_seconds_since(root: Path, start: float) -> float:
+    """Training time (fit.json) of every run that finished after `start` (wall clock)."""
+    total = 0.0
+    for path in root.glob(f"**/{curve.FIT}"):
+        if path.stat().st_mtime >= start:
+            total += json.loads(path.read_text()).get("fit_s", 0.0)
+    return total
+
+
+def run(cfg: DictConfig) -> None:
+    """compare.py's Hydra task."""
+    from optlab.run import CONFIG_DIR, command_line_job
+
+    command = command_line_job()
+    search_path = [f"file://{command.config_dir}"] if command.config_dir else []
+    config_dirs = [Path(d) for d in (command.config_dir, CONFIG_DIR) if d]
+    try:
+        compare(cfg, command.overrides, search_path, config_dirs)
+    finally:
+        launch.shutdown_pool()
+
+
+def training_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
+    train_keys = set(driver.compose([]).keys())
+    _, training = driver.split_overrides(overrides, {k for k in cfg.keys() if k not in train_keys} | {"sweep"})
+    return training
+
+
+def compare(cfg: DictConfig, overrides: list[str], search_path: list[str], config_dirs: list[Path]) -> None:
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    from optlab.compare.report import write_report
+
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    start_wall, start = time.time(), time.perf_counter()
+    if cfg.get("report") == "only":
+        p = load_protocol(Path(str(cfg.root)), cfg.get("name") or "")
+        cells = plan(_stored_cfg(cfg, p), p, p.training_overrides, search_path, check=False)
+        write_report(p, cells)
+        return
+    p = protocol(cfg, training_overrides(cfg, overrides), config_dirs)
+    cfg = _stored_cfg(cfg, p)
+    cells = plan(cfg, p, overrides, search_path)
+    check_resume(p)
+    print(f"[compare] {p.name}: {len(p.candidates)} candidates x {len(p.tasks)} tasks x {p.studies} studies, "
+          f"{p.trials} tuning trials and {len(p.eval_seeds)} seeds each; in {p.dir}/", flush=True)
+    for cell in cells:
+        tune(cell, p)
+    for cell in cells:
+        evaluate(cell, p)
+    wall = time.perf_counter() - start
+    cost = {"wall_s": round(wall, 2), "fit_s": round(fit_seconds_since(p.dir, start_wall), 2)}
+    (p.dir / "cost.json").write_text(json.dumps(cost))
+    if p.report:
+        write_report(p, cells, cost)
+
+
+def _stored_cfg(cfg: DictConfig, p: Protocol) -> DictConfig:
+    """The config the studies are built from; storage is per comparison."""
+    c = cfg.copy()
+    with open_dict(c):
+        c.storage = OmegaConf.select(cfg, "storage") or f"sqlite:///{p.dir}/tune.db"
+    return c
