@@ -89,18 +89,24 @@ def plan(cfg: DictConfig, p: Protocol, overrides: list[str], search_path: list[s
     """Every (task, candidate, study), checked (unless `check` is false: a report of a stored
     comparison): each composes and validates at every corner of its search space, so a typo in
     any candidate fails before the first run."""
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    from optlab.cli import _explain
+
     cells = []
     for task in p.tasks:
         for cand in p.candidates:
+            where = f"candidate {cand.name!r} on task {task.name}"
             for k in range(p.studies):
-                s = study_settings(cfg, p, task, cand, k, overrides, search_path)
-                tuned = p.trials > 0 and bool(s.space.params)
                 try:
+                    s = study_settings(cfg, p, task, cand, k, overrides, search_path)
                     if check:
                         driver.check_training(s)
                 except ConfigError as e:
-                    raise ConfigError(f"candidate {cand.name!r} on task {task.name}: {e}") from None
-                cells.append(Cell(task, cand, k, s, tuned))
+                    raise ConfigError(f"{where}: {e}") from None
+                except (ConfigCompositionException, OverrideParseException) as e:
+                    raise ConfigError(f"{where}: {_explain(e, cand.overrides)}") from None
+                cells.append(Cell(task, cand, k, s, p.trials > 0 and bool(s.space.params)))
     return cells
 
 

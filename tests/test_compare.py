@@ -1,0 +1,175 @@
+"""compare.py: candidates, tasks and protocol keys checked up front; the report on results with
+known answers (a clear winner, two equal candidates, time-to-target); slow: the protocol end to end
+on digits with a failing candidate, killed mid-way and resumed."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from optlab.compare import config, protocol
+from optlab.compare.curve import CURVE, FIT
+from optlab.launch.job import OUTCOME
+from optlab.run import CONFIG_DIR, compose_config
+from optlab.validate import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["sweep.threads=1", "model.net.widths=[8,16]", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0"]
+
+
+def compare_cfg(tmp_path, *overrides):
+    return compose_config([f"root={tmp_path}", *overrides], run_dir=tmp_path / "cmd", config_name="compare")
+
+
+def test_candidates_are_override_sets_with_names():
+    found = config.candidates_of(["sgd", {"optimizer": "adamw", "scheduler": "none"},
+                                      {"name": "big", "data.batch_size": 256, "optimizer.lr": 0.4, "space": {}}])
+    assert [(c.name, c.overrides, c.space) for c in found] == [
+        ("sgd", ["optimizer=sgd"], None),
+        ("adamw,scheduler=none", ["optimizer=adamw", "scheduler=none"], None),
+        ("big", ["data.batch_size=256", "optimizer.lr=0.4"], {})]
+    with pytest.raises(ConfigError, match=r"candidates\[0\] and candidates\[1\] are both named 'sgd'"):
+        config.candidates_of(["sgd", {"optimizer": "sgd"}])
+    with pytest.raises(ConfigError, match=r"candidates\[1\]=3 is invalid"):
+        config.candidates_of(["sgd", 3])
+    with pytest.raises(ConfigError, match=r"candidates=\[\] is invalid"):
+        config.candidates_of([])
+
+
+def test_default_search_space_is_three_decades_around_the_optimizer_defaults():
+    from omegaconf import OmegaConf
+
+    space = config.default_space(OmegaConf.create({"lr": 1e-3, "weight_decay": 0.0}))
+    assert space["optimizer.lr"]["low"] == pytest.approx(1e-3 / 10**1.5)
+    assert space["optimizer.lr"]["high"] / space["optimizer.lr"]["low"] == pytest.approx(1000)
+    assert space["optimizer.weight_decay"] == {"low": 1e-5, "high": 1e-2, "log": True}
+    own = {"optimizer.lr": {"low": 1e-4, "high": 1e-2, "log": True}}
+    assert config.default_space(OmegaConf.create({"lr": 1.0, "search_space": own})) == own
+
+
+def test_bad_protocol_keys_fail_with_the_key_named(tmp_path):
+    cases = {"tasks=[nosuch]": r"tasks: 'nosuch' is not a task; choose from .*digits",
+             "tune.trials=-1": r"tune.trials=-1 is invalid", "eval.seeds=0": r"eval.seeds=0 is invalid",
+             "alpha=2": r"alpha=2 is invalid", "test=ttest": r"test='ttest' is invalid",
+             "target={metric: val/acc}": r"target.value=None is invalid",
+             "run_defaults=[csv]": r"run_defaults=\['csv'\] is invalid"}
+    for override, message in cases.items():
+        with pytest.raises(ConfigError, match=message):
+            config.protocol(compare_cfg(tmp_path, override), [], [CONFIG_DIR])
+
+
+def test_later_overrides_win_task_then_command_line_then_candidate():
+    assert protocol.dedupe(["logger=csv", "data=digits", "trainer.max_epochs=10", "logger=none",
+                            "trainer.max_epochs=2"]) == ["data=digits", "logger=none", "trainer.max_epochs=2"]
+
+
+def test_a_resume_with_other_settings_is_refused(tmp_path):
+    cfg = compare_cfg(tmp_path, "candidates=[sgd,adamw]", "eval.seeds=2")
+    protocol.check_resume(config.protocol(cfg, [], [CONFIG_DIR]))
+    protocol.check_resume(config.protocol(cfg, [], [CONFIG_DIR]))  # the same: fine
+    other = config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", "eval.seeds=3", "name=sgd-vs-adamw"),
+                            [], [CONFIG_DIR])
+    with pytest.raises(ConfigError, match="was run with other settings \\(eval_seeds differ\\)"):
+        protocol.check_resume(other)
+
+
+def test_a_typo_in_a_candidate_fails_before_anything_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "compare.py"), f"root={tmp_path}",
+                             "candidates=[sgd,{optimizer: adamw, optimizer.betaz: 0.9}]"],
+                            capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "WANDB_SILENT": "true"})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: candidate 'adamw,optimizer.betaz=0.9' on task digits:"), lines
+    assert "betaz" in lines[0]
+    assert not any(tmp_path.glob("*/tune.db")), "nothing may start before every candidate is checked"
+
+
+def _fake_run(run_dir: Path, final: float, reach_at: int | None, examples_per_eval: int = 1000) -> None:
+    """A finished re-run: its outcome, a 5-point curve (target 0.9 first reached at eval `reach_at`), its fit."""
+    run_dir.mkdir(parents=True)
+    rows = []
+    for i in range(1, 6):
+        acc = 0.95 if reach_at is not None and i >= reach_at else 0.5
+        rows.append({"step": 10 * i, "examples_seen": examples_per_eval * i, "seconds": 1.0 * i,
+                     "metrics": {"val/acc": acc, "val/acc_best": acc}})
+    (run_dir / CURVE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / FIT).write_text(json.dumps({"fit_s": 5.0, "params": 100, "state_bytes": 800, "steps": 50,
+                                           "examples_seen": 5000}))
+    (run_dir / OUTCOME).write_text(json.dumps({"status": "ok", "reason": None, "wall_s": 6.0,
+                                               "metrics": {"val/acc_best": final, "test/acc": final - 0.01}}))
+
+
+def test_the_report_states_a_clear_winner_and_no_difference_between_equals(tmp_path):
+    from optlab.compare.report import write_report
+
+    cfg = compare_cfg(tmp_path, "name=known", "eval.seeds=6", "target={metric: val/acc, value: 0.9}",
+                      "candidates=[{name: a, optimizer: sgd, space: {}}, {name: b, optimizer: sgd, space: {}},"
+                      " {name: c, optimizer: adamw, space: {}}]")
+    p = config.protocol(cfg, [], [CONFIG_DIR])
+    cells = protocol.plan(protocol._stored_cfg(cfg, p), p, [], [], check=False)
+    equal = [0.80, 0.82, 0.84, 0.81, 0.83, 0.85]
+    finals = {"a": equal, "b": equal[::-1], "c": [0.95, 0.96, 0.97, 0.95, 0.96, 0.97]}
+    reach = {"a": 4, "b": None, "c": 2}
+    for cell in cells:
+        for seed, final in zip(p.eval_seeds, finals[cell.candidate.name]):
+            _fake_run(protocol.eval_dir(p, cell, seed), final, reach[cell.candidate.name])
+    report = write_report(p, cells)
+    text = report.read_text()
+    cells_of = [line.strip("| ").split(" | ") for line in text.splitlines() if line.startswith("| ")]
+    pairs = {(c[0], c[1]): c[5] for c in cells_of if len(c) == 6 and ("better" in c[5] or "no difference" in c[5])}
+    assert pairs[("a", "b")].startswith("no difference shown")
+    assert pairs[("a", "c")] == "c better (p=0.00216 < 0.01)" and pairs[("b", "c")].startswith("c better")
+    rows = {c[0]: c for c in cells_of if len(c) == 9}
+    assert rows["c"][4] == "2000 [2000, 2000] (6/6)" and rows["a"][4] == "4000 [4000, 4000] (6/6)"
+    assert rows["b"][4] == "never [never, never] (0/6)"
+    assert rows["c"][8] == "8"  # 800 state bytes over 100 parameters
+    for name in ("report.md", "report.html", "digits_curves_examples.png", "digits_curves_time.png",
+                 "digits_time_to_target.png"):
+        assert (p.dir / name).stat().st_size > 1000, name
+    assert "data:image/png;base64," in (p.dir / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_path):
+    """2 candidates + 1 that crashes (a 3-class head on 10-class digits), 2 trials, 2 seeds: killed
+    during the re-runs, resumed; nothing finished re-runs, the failure is reported, plots exist."""
+    args = [sys.executable, str(REPO / "compare.py"), f"root={tmp_path}", "name=e2e", "tune.trials=2",
+            "eval.seeds=2", "eval.every=5", *TINY,
+            "candidates=[sgd,adamw,{name: broken, optimizer: sgd, model.net.num_classes: 3}]"]
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    evals = tmp_path / "e2e" / "eval"
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(evals.glob(f"**/{OUTCOME}")):
+        assert first.poll() is None, first.stdout.read()
+        time.sleep(0.5)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    done = {p: p.stat().st_mtime for p in evals.glob(f"**/{OUTCOME}")}
+    assert done
+    second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "[trial" not in second.stdout, "tuning was finished before the kill: no trial may run again"
+    for path, mtime in done.items():
+        assert path.stat().st_mtime == mtime, f"{path} was run again"
+    report = (tmp_path / "e2e" / "report.md").read_text()
+    assert "| broken | failed: no tuning trial completed (2x IndexError: Target" in report
+    for name in ("sgd", "adamw"):
+        runs = list((evals / "digits" / name / "s0").glob(f"seed-*/{OUTCOME}"))
+        assert len(runs) == 2 and all(json.loads(r.read_text())["status"] == "ok" for r in runs)
+        curve = (runs[0].parent / CURVE).read_text().splitlines()
+        assert len(curve) >= 4, "eval.every=5 validates several times per 2-epoch run"
+    for png in ("digits_curves_examples.png", "digits_curves_time.png", "digits_time_to_target.png",
+                "digits_sensitivity.png"):
+        assert (tmp_path / "e2e" / png).stat().st_size > 1000, png
+    redraw = subprocess.run([sys.executable, str(REPO / "compare.py"), f"root={tmp_path}", "name=e2e", "report=only"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert redraw.returncode == 0, redraw.stderr[-2000:]
+    assert (tmp_path / "e2e" / "report.md").read_text().split("## Task")[1] == report.split("## Task")[1]
