@@ -116,6 +116,7 @@ def _pieces(overrides: list[str]):
     from torch import nn
 
     from optlab.optim import build_optimizer
+    from optlab.validate import instantiable
 
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = compose(overrides, run_dir)
@@ -123,7 +124,7 @@ def _pieces(overrides: list[str]):
     datamodule = instantiate(cfg.data)
     net = instantiate(cfg.model.net)
     groups = OmegaConf.to_container(cfg.model.param_groups, resolve=True) or {}
-    optimizer_partial = instantiate(cfg.optimizer)
+    optimizer_partial = instantiate(instantiable(cfg.optimizer, "optimizer"))
 
     def make_optimizer(model):
         return build_optimizer(model, optimizer_partial, **groups)

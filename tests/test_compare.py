@@ -173,3 +173,46 @@ def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_pat
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert redraw.returncode == 0, redraw.stderr[-2000:]
     assert (tmp_path / "e2e" / "report.md").read_text().split("## Task")[1] == report.split("## Task")[1]
+
+
+def test_the_power_law_fit_recovers_known_exponents():
+    import numpy as np
+
+    from optlab.compare import scaling
+
+    rng = np.random.default_rng(0)
+    n, d = np.meshgrid([1e3, 4e3, 16e3, 64e3], [500, 1000, 2000, 4000])
+    n, d = np.repeat(n.ravel(), 3), np.repeat(d.ravel(), 3)
+    loss = 0.3 + 40 * n**-0.5 + 20 * d**-0.35 + rng.normal(0, 0.002, n.shape)
+    e, a, alpha, b, beta = scaling.fit(n, d, loss)
+    assert alpha == pytest.approx(0.5, abs=0.05) and beta == pytest.approx(0.35, abs=0.05)
+    assert e == pytest.approx(0.3, abs=0.05)
+
+
+def test_an_analysis_must_name_a_function(tmp_path):
+    with pytest.raises(ConfigError, match=r"analyses\[0\]=.* is invalid: a mapping with a _target_ function"):
+        config.protocol(compare_cfg(tmp_path, "analyses=[{_target_: optlab.compare.nosuch}]"), [], [CONFIG_DIR])
+
+
+SHIPPED = ["optimizers", "warmup_adam", "batch_lr_scaling", "scaling_law"]
+
+
+@pytest.mark.slow
+def test_every_shipped_comparison_runs_at_a_tiny_budget(tmp_path):
+    """conf/compare/*.yaml end to end (tuning, re-runs, report) with 1 trial, 1 seed, 3 steps a run (one epoch)."""
+    assert sorted(p.stem for p in (CONFIG_DIR / "compare").glob("*.yaml")) == sorted(SHIPPED)
+    tiny = ["tune.trials=1", "eval.seeds=1", "+trainer.limit_test_batches=1", "sweep.process=inline", "trainer.max_steps=-1", "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=3",
+            "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+            "trainer.num_sanity_val_steps=0"]
+    for name in SHIPPED:
+        overrides = [f"compare={name}", f"root={tmp_path}", *tiny]
+        cfg = compose_config(overrides, run_dir=tmp_path / "cmd", config_name="compare")
+        protocol.compare(cfg, overrides, [], [CONFIG_DIR])
+        report = (tmp_path / name / "report.md").read_text()
+        assert "failed" not in report, report
+        p = protocol.load_protocol(tmp_path, name)
+        outcomes = list((tmp_path / name / "eval").glob(f"**/{OUTCOME}"))
+        assert len(outcomes) == len(p.candidates), name
+        if name == "scaling_law":
+            assert "Scaling law on synthetic" in report

@@ -6,7 +6,7 @@ import pytest
 from hydra.utils import instantiate
 
 from optlab.run import CONFIG_DIR, _instantiate_all
-from optlab.validate import validate
+from optlab.validate import instantiable, validate
 
 GROUPS = ["data", "model", "optimizer", "scheduler", "strategy", "logger", "callbacks", "experiment"]
 
@@ -40,7 +40,7 @@ def test_option_composes_and_instantiates(group, option, make_cfg, tmp_path):
     assert trainer.max_epochs == cfg.trainer.max_epochs
     assert model.net.head.out_features == cfg.data.num_classes
     if group == "optimizer":
-        optimizer = instantiate(cfg.optimizer)([{"params": list(model.parameters())}])
+        optimizer = instantiate(instantiable(cfg.optimizer, "optimizer"))([{"params": list(model.parameters())}])
         assert optimizer.defaults["lr"] == cfg.optimizer.lr
     _finish_loggers(trainer)
 

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from optlab.launch import Job, external_layout
 from optlab.rundirs import new_run, register_resolvers
-from optlab.validate import ConfigError, validate
+from optlab.validate import ConfigError, instantiable, validate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 METRICS_FILE = "metrics.json"
@@ -126,8 +126,8 @@ def _instantiate_all(cfg: DictConfig):
     try:
         datamodule = instantiate(cfg.data)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        # `search_space` is compare.py's, not the optimizer's (conf/optimizer/*.yaml may carry one)
-        optimizer = instantiate({k: v for k, v in cfg.optimizer.items() if k != "search_space"})
+        # without compare.py's `search_space` (conf/optimizer/*.yaml may carry one)
+        optimizer = instantiate(instantiable(cfg.optimizer, "optimizer"))
         model = instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="all")
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]

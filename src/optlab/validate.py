@@ -79,6 +79,24 @@ def check_targets(node, path: str = "") -> None:
             check_targets(item, f"{path}[{i}]")
 
 
+# Keys of a config node that are read by optlab, not passed to its _target_ (compare.py's search space).
+NOT_ARGUMENTS = {"optimizer": {"search_space"}}
+
+
+def instantiable(node: DictConfig, group: str) -> DictConfig:
+    """`node` without optlab's own keys, ready for hydra's instantiate (e.g. cfg.optimizer)."""
+    drop = NOT_ARGUMENTS.get(group, set())
+    if not any(k in node for k in drop):
+        return node
+    from omegaconf import open_dict
+
+    kept = node.copy()
+    with open_dict(kept):
+        for key in drop:
+            kept.pop(key, None)
+    return kept
+
+
 def _check_signature(obj, node: DictConfig, path: str) -> None:
     try:
         params = inspect.signature(obj).parameters
@@ -87,7 +105,7 @@ def _check_signature(obj, node: DictConfig, path: str) -> None:
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     for key in node.keys():
-        if key not in HYDRA_KEYS and key not in params:
+        if key not in HYDRA_KEYS and key not in params and key not in NOT_ARGUMENTS.get(path, ()):
             accepted = ", ".join(k for k in params if k not in ("self", "args", "kwargs"))
             raise ConfigError(f"{path}.{key} is not an argument of {node._target_} (it takes: {accepted}); "
                               f"remove it with `~{path}.{key}`")

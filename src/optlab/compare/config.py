@@ -66,6 +66,8 @@ class Protocol:
     direction: str = "maximize"
     training_overrides: list[str] = field(default_factory=list)  # the command line's
     run_defaults: list[str] = field(default_factory=list)        # before the task's and the command line's
+    training: list[str] = field(default_factory=list)            # the comparison's: after the task's
+    analyses: list[dict] = field(default_factory=list)           # extra report sections ({_target_: ..., **options})
 
 
 def slug(text: str) -> str:
@@ -121,7 +123,10 @@ def load_task(name: str, config_dirs: list[Path], target_override=None) -> Task:
     files = task_files(config_dirs)
     if name not in files:
         raise ConfigError(f"tasks: {name!r} is not a task; choose from {', '.join(sorted(files))} (conf/task/)")
-    node = OmegaConf.load(files[name])
+    try:
+        node = OmegaConf.load(files[name])
+    except Exception as e:  # noqa: BLE001 - YAML and OmegaConf raise many kinds; the file is what matters
+        raise ConfigError(f"{files[name]} cannot be read: {' '.join(str(e).split())[:300]}") from None
     overrides = _overrides(f"conf/task/{name}.yaml: overrides", node.get("overrides"))
     target = _plain(target_override) if target_override else _plain(node.get("target"))
     where = "target" if target_override else f"conf/task/{name}.yaml: target"
@@ -141,6 +146,22 @@ def _overrides(name: str, node) -> list[str]:
     if not isinstance(values, list) or not all(isinstance(o, str) and "=" in o for o in values):
         raise ConfigError(f"{name}={values!r} is invalid: a list of training overrides, e.g. [logger=csv]")
     return values
+
+
+def _analyses(node) -> list[dict]:
+    from hydra.utils import get_method
+
+    found = _plain(node) or []
+    for i, entry in enumerate(found if isinstance(found, list) else [None]):
+        target = entry.get("_target_") if isinstance(entry, dict) else None
+        try:
+            get_method(target) if isinstance(target, str) else None
+        except Exception:  # noqa: BLE001 - hydra says why in many ways; one line says what to write
+            target = None
+        if target is None:
+            raise ConfigError(f"analyses[{i}]={entry!r} is invalid: a mapping with a _target_ function, e.g. "
+                              "{_target_: optlab.compare.scaling.power_law, data_key: data.num_samples}")
+    return found
 
 
 def _count(name: str, value, minimum: int) -> int:
@@ -189,7 +210,8 @@ def protocol(cfg: DictConfig, training_overrides: list[str], config_dirs: list[P
         eval_seeds=[first_seed + i for i in range(n_seeds)], val_every=val_every, alpha=float(alpha), test=test,
         report=report, metric=str(OmegaConf.select(cfg, "sweep.metric")),
         direction=str(OmegaConf.select(cfg, "sweep.direction")),
-        training_overrides=list(training_overrides), run_defaults=_overrides("run_defaults", cfg.get("run_defaults")))
+        training_overrides=list(training_overrides), run_defaults=_overrides("run_defaults", cfg.get("run_defaults")),
+        training=_overrides("training", cfg.get("training")), analyses=_analyses(cfg.get("analyses")))
 
 
 def default_space(optimizer: DictConfig) -> dict:

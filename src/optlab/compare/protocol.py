@@ -78,8 +78,8 @@ def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k:
     base = driver.settings(c, overrides, search_path)
     s = StudySettings(**{f.name: getattr(base, f.name) for f in fields(driver.Settings)}, val_every=None)
     search_path_overrides = [o for o in s.training_overrides if o.startswith("hydra.searchpath=")]
-    s.training_overrides = dedupe([*search_path_overrides, *p.run_defaults, *task.overrides, *p.training_overrides,
-                                   *cand.overrides])
+    s.training_overrides = dedupe([*search_path_overrides, *p.run_defaults, *task.overrides, *p.training,
+                                   *p.training_overrides, *cand.overrides])
     space = cand.space if cand.space is not None else default_space(driver.compose(s.training_overrides).optimizer)
     s.space = SearchSpace.from_config(space) if space else SearchSpace([])  # {}: run as given
     return s
@@ -217,7 +217,9 @@ def run(cfg: DictConfig) -> None:
 
 def training_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
     train_keys = set(driver.compose([]).keys())
-    _, training = driver.split_overrides(overrides, {k for k in cfg.keys() if k not in train_keys} | {"sweep"})
+    # `compare=<name>` picks a config group of compare.yaml (no key of its own): not a training override
+    own = {k for k in cfg.keys() if k not in train_keys} | {"sweep", "compare"}
+    _, training = driver.split_overrides(overrides, own)
     return training
 
 

@@ -139,7 +139,7 @@ def protocol_blocks(p, cells, cost: dict | None) -> list:
     candidates = "; ".join(c.name + " = " + " ".join(c.overrides) for c in p.candidates)
     tasks = "; ".join(t.name + " = " + " ".join(t.overrides) for t in p.tasks)
     lines = [f"candidates: {candidates}", f"tasks: {tasks}",
-             f"training overrides for all: {' '.join([*p.run_defaults, *p.training_overrides]) or 'none'}",
+             f"training overrides for all: {' '.join([*p.run_defaults, *p.training, *p.training_overrides]) or 'none'}",
              f"tuning: {p.trials} trials per candidate and study, {p.studies} studies (sampler seeds "
              f"{p.tune_seed}..{p.tune_seed + p.studies - 1}), sampler {s.sampler.get('_target_', '-')}, "
              f"pruner {s.pruner.get('_target_', '-')}, {p.direction} {p.metric}",
@@ -165,6 +165,11 @@ def write_report(p, cells, cost: dict | None = None) -> Path:
     for task, task_entries in by_task:
         blocks += task_blocks(p, task, task_entries, out)
     blocks += profile_blocks(p, by_task, out)
+    for analysis in p.analyses:  # e.g. optlab.compare.scaling.power_law
+        from hydra.utils import get_method
+
+        options = {k: v for k, v in analysis.items() if k != "_target_"}
+        blocks += get_method(analysis["_target_"])(p, by_task, out, **options)
     (out / "report.md").write_text(render_md(blocks))
     (out / "report.html").write_text(render_html(blocks, out, f"comparison {p.name}"))
     print(render_md([b for b in blocks if b[0] in ("h", "table")]), flush=True)

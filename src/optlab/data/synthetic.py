@@ -1,5 +1,5 @@
 """Random images of any shape, with random labels (benchmarks, where only the tensor shapes
-matter) or labels from a fixed random linear teacher (`labels=teacher`: a learnable task of any
+matter) or labels from a fixed random convolutional teacher (`labels=teacher`: a learnable task of any
 size, for comparisons and scaling studies)."""
 
 import torch
@@ -20,10 +20,25 @@ class SyntheticDataModule(SplitDataModule):
         g = torch.Generator().manual_seed(self.seed + offset)
         x = torch.randn((n, *self.shape), generator=g)
         y = torch.randint(0, self.num_classes or 10, (n,), generator=g)
-        if self.labels == "teacher":  # one teacher for every split: the seed's, not the split's
-            w = torch.randn((self.num_classes or 10, x[0].numel()), generator=torch.Generator().manual_seed(self.seed))
-            y = (x.flatten(1) @ w.T).argmax(dim=1)
+        if self.labels == "teacher":
+            y = self._teacher(x)
         return TensorDataset(x, y)
+
+    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
+        """Labels of a fixed random convolutional teacher (3x3 conv, ReLU, global mean, linear):
+        the kind of function the ResNets here can learn. One teacher for every split (the seed's);
+        its features are centred on a reference sample so that every class occurs."""
+        import torch.nn.functional as F
+
+        g = torch.Generator().manual_seed(self.seed + 1000)
+        kernels = torch.randn((32, self.shape[0], 3, 3), generator=g)
+        head = torch.randn((self.num_classes or 10, 32), generator=g)
+        reference = torch.randn((1024, *self.shape), generator=g)
+
+        def features(images):
+            return F.conv2d(images, kernels, padding=1).relu().mean(dim=(2, 3))
+
+        return ((features(x) - features(reference).mean(0)) @ head.T).argmax(dim=1)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
