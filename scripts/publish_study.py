@@ -1,0 +1,61 @@
+"""Run a shipped comparison at its full budget (or take the one already run) and publish its report
+under docs/studies/: `<name>.md` (the report, with the date, machine, commit and command on top)
+and `<name>/*.png`.
+
+To run:
+    python scripts/publish_study.py optimizers            # runs `python compare.py compare=optimizers`
+    python scripts/publish_study.py optimizers --no-run   # publish logs/compare/optimizers/ as it is
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    import os
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="a comparison of conf/compare/")
+    parser.add_argument("--no-run", action="store_true", help="publish the existing logs/compare/<name>/")
+    parser.add_argument("overrides", nargs="*", help="extra compare.py overrides (recorded in the header)")
+    args = parser.parse_args()
+    command = [sys.executable, "compare.py", f"compare={args.name}", *args.overrides]
+    start = time.perf_counter()
+    if not args.no_run:
+        subprocess.run(command, cwd=ROOT, check=True)
+    source = ROOT / "logs" / "compare" / args.name
+    report = (source / "report.md").read_text()
+    out = ROOT / "docs" / "studies"
+    (out / args.name).mkdir(parents=True, exist_ok=True)
+    for png in source.glob("*.png"):
+        shutil.copy2(png, out / args.name / png.name)
+    report = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", rf"![\1]({args.name}/\2)", report)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    shown = " ".join(["python", *command[1:]])
+    header = ("<!-- written by scripts/publish_study.py; do not edit by hand -->\n"
+              f"Run {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}"
+              + (f", {time.perf_counter() - start:.0f} s in all" if not args.no_run else "")
+              + f".\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n\n")
+    title, _, body = report.partition("\n")
+    (out / f"{args.name}.md").write_text(f"{title}\n\n{header}{body.lstrip()}")
+    print(f"published {out / (args.name + '.md')}")
+
+
+if __name__ == "__main__":
+    main()
