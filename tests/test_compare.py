@@ -64,6 +64,16 @@ def test_bad_protocol_keys_fail_with_the_key_named(tmp_path):
             config.protocol(compare_cfg(tmp_path, override), [], [CONFIG_DIR])
 
 
+def test_the_command_line_splits_into_protocol_and_training_overrides():
+    own, training = config.split_command_line(
+        ["--config-dir", "/x", "compare=optimizers", "candidates=[sgd]", "tune.trials=3", "sweep/sampler=random",
+         "sweep.threads=2", "hydra.run.dir=/y", "name=n", "data.root=/data", "+trainer.limit_val_batches=1",
+         "~callbacks.progress_bar", "optimizer.lr=0.1", "storage=sqlite:///s.db"], CONFIG_DIR)
+    assert own == ["--config-dir", "/x", "compare=optimizers", "candidates=[sgd]", "tune.trials=3",
+                   "sweep/sampler=random", "sweep.threads=2", "hydra.run.dir=/y", "name=n", "storage=sqlite:///s.db"]
+    assert training == ["data.root=/data", "+trainer.limit_val_batches=1", "~callbacks.progress_bar", "optimizer.lr=0.1"]
+
+
 def test_later_overrides_win_task_then_command_line_then_candidate():
     assert protocol.dedupe(["logger=csv", "data=digits", "trainer.max_epochs=10", "logger=none",
                             "trainer.max_epochs=2"]) == ["data=digits", "logger=none", "trainer.max_epochs=2"]
@@ -90,6 +100,21 @@ def test_a_typo_in_a_candidate_fails_before_anything_runs(tmp_path):
     assert not any(tmp_path.glob("*/tune.db")), "nothing may start before every candidate is checked"
 
 
+def test_the_cifar10_task_plans_on_real_format_files_and_names_a_missing_root(tmp_path):
+    from test_cifar10 import write_cifar10
+
+    def plan(*training):
+        cfg = compare_cfg(tmp_path, "tasks=[cifar10_resnet18]", "candidates=[sgd]")
+        p = config.protocol(cfg, ["data.num_workers=0", *training], [CONFIG_DIR])
+        return protocol.plan(protocol._stored_cfg(cfg, p), p, [])
+
+    with pytest.raises(ConfigError, match=r"candidate 'sgd' on task cifar10_resnet18: data.root=.* has no cifar-10"):
+        plan(f"data.root={tmp_path / 'nothing'}")
+    write_cifar10(tmp_path / "cifar")
+    (cell,) = plan(f"data.root={tmp_path / 'cifar'}", "data.verify_md5=false")
+    assert "model.net.blocks=[2,2,2,2]" in cell.settings.training_overrides  # ResNet-18
+
+
 def _fake_run(run_dir: Path, final: float, reach_at: int | None, examples_per_eval: int = 1000) -> None:
     """A finished re-run: its outcome, a 5-point curve (target 0.9 first reached at eval `reach_at`), its fit."""
     run_dir.mkdir(parents=True)
@@ -112,7 +137,7 @@ def test_the_report_states_a_clear_winner_and_no_difference_between_equals(tmp_p
                       "candidates=[{name: a, optimizer: sgd, space: {}}, {name: b, optimizer: sgd, space: {}},"
                       " {name: c, optimizer: adamw, space: {}}]")
     p = config.protocol(cfg, [], [CONFIG_DIR])
-    cells = protocol.plan(protocol._stored_cfg(cfg, p), p, [], [], check=False)
+    cells = protocol.plan(protocol._stored_cfg(cfg, p), p, [], check=False)
     equal = [0.80, 0.82, 0.84, 0.81, 0.83, 0.85]
     finals = {"a": equal, "b": equal[::-1], "c": [0.95, 0.96, 0.97, 0.95, 0.96, 0.97]}
     reach = {"a": 4, "b": None, "c": 2}
@@ -133,6 +158,27 @@ def test_the_report_states_a_clear_winner_and_no_difference_between_equals(tmp_p
                  "digits_time_to_target.png"):
         assert (p.dir / name).stat().st_size > 1000, name
     assert "data:image/png;base64," in (p.dir / "report.html").read_text()
+
+
+def test_several_tasks_give_performance_profiles_and_scores(tmp_path):
+    """a is fastest on digits (2 s vs 4 s) and never reaches synthetic's target; b reaches it:
+    ratios a = [1, inf], b = [2, 1], so AlgoPerf's score (tau_max 4) is 3/6 for a and 5/6 for b."""
+    from optlab.compare.report import write_report
+
+    cfg = compare_cfg(tmp_path, "name=profiles", "eval.seeds=2", "tasks=[digits,synthetic]",
+                      "target={metric: val/acc, value: 0.9}",
+                      "candidates=[{name: a, optimizer: sgd, space: {}}, {name: b, optimizer: adamw, space: {}}]")
+    p = config.protocol(cfg, [], [CONFIG_DIR])
+    cells = protocol.plan(protocol._stored_cfg(cfg, p), p, [], check=False)
+    reach = {("digits", "a"): 2, ("digits", "b"): 4, ("synthetic", "a"): None, ("synthetic", "b"): 2}
+    for cell in cells:
+        for seed in p.eval_seeds:
+            _fake_run(protocol.eval_dir(p, cell, seed), 0.9, reach[(cell.task.name, cell.candidate.name)])
+    text = write_report(p, cells).read_text()
+    scores = {c[0]: c for c in (line.strip("| ").split(" | ") for line in text.split("Performance profiles")[1]
+                                .splitlines() if line.startswith("| ")) if c[0] in ("a", "b")}
+    assert scores["a"] == ["a", "2", "never", "0.500"] and scores["b"] == ["b", "4", "2", "0.833"]
+    assert (p.dir / "performance_profiles.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -206,9 +252,9 @@ def test_every_shipped_comparison_runs_at_a_tiny_budget(tmp_path):
             "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
             "trainer.num_sanity_val_steps=0"]
     for name in SHIPPED:
-        overrides = [f"compare={name}", f"root={tmp_path}", *tiny]
-        cfg = compose_config(overrides, run_dir=tmp_path / "cmd", config_name="compare")
-        protocol.compare(cfg, overrides, [], [CONFIG_DIR])
+        own, training = config.split_command_line([f"compare={name}", f"root={tmp_path}", *tiny], CONFIG_DIR)
+        cfg = compose_config(own, run_dir=tmp_path / "cmd", config_name="compare")
+        protocol.compare(cfg, training, [], [CONFIG_DIR])
         report = (tmp_path / name / "report.md").read_text()
         assert "failed" not in report, report
         p = protocol.load_protocol(tmp_path, name)

@@ -78,6 +78,28 @@ def _plain(node):
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, (DictConfig, ListConfig)) else node
 
 
+def split_command_line(args: list[str], config_dir: Path) -> tuple[list[str], list[str]]:
+    """(compare.py's own arguments, training overrides). Training overrides are not composed into
+    compare.yaml (whose training part is digits') but into each task's config, so that
+    `tasks=[cifar10_resnet18] data.root=...` works); flags and protocol and sweep keys stay with Hydra."""
+    own = {"compare", "hydra", "sweep"}
+    for name in ("compare.yaml", "sweep.yaml"):
+        own |= {k for k in OmegaConf.load(Path(config_dir) / name).keys() if k != "defaults"}
+    own -= {"task_name"}  # a training key that compare.yaml sets for its own run directory
+    hydra_args, training, i = [], [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            takes_value = arg in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
+            hydra_args += args[i:i + 2] if takes_value else [arg]
+            i += 2 if takes_value else 1
+            continue
+        key = re.split(r"[./=@]", arg.lstrip("+~"), maxsplit=1)[0]
+        (hydra_args if key in own else training).append(arg)
+        i += 1
+    return hydra_args, training
+
+
 def parse_candidate(entry, index: int) -> Candidate:
     entry = _plain(entry)
     if isinstance(entry, str) and entry and "=" not in entry:

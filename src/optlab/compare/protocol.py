@@ -64,7 +64,7 @@ def dedupe(overrides: list[str]) -> list[str]:
     return [o for o in overrides if last[o.split("=", 1)[0].lstrip("+~")] is o]
 
 
-def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k: int, overrides: list[str],
+def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k: int,
                    search_path: list[str]) -> StudySettings:
     c = cfg.copy()
     with open_dict(c):
@@ -75,7 +75,7 @@ def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k:
         c.sweep.dir = str(p.dir / "tune" / task.name / cand.slug / f"s{k}")
         if c.sweep.get("sampler") is not None and "seed" in c.sweep.sampler:
             c.sweep.sampler.seed = p.tune_seed + k
-    base = driver.settings(c, overrides, search_path)
+    base = driver.settings(c, [], search_path)
     s = StudySettings(**{f.name: getattr(base, f.name) for f in fields(driver.Settings)}, val_every=None)
     search_path_overrides = [o for o in s.training_overrides if o.startswith("hydra.searchpath=")]
     s.training_overrides = dedupe([*search_path_overrides, *p.run_defaults, *task.overrides, *p.training,
@@ -85,7 +85,7 @@ def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k:
     return s
 
 
-def plan(cfg: DictConfig, p: Protocol, overrides: list[str], search_path: list[str], check: bool = True) -> list[Cell]:
+def plan(cfg: DictConfig, p: Protocol, search_path: list[str], check: bool = True) -> list[Cell]:
     """Every (task, candidate, study), checked (unless `check` is false: a report of a stored
     comparison): each composes and validates at every corner of its search space, so a typo in
     any candidate fails before the first run."""
@@ -99,7 +99,7 @@ def plan(cfg: DictConfig, p: Protocol, overrides: list[str], search_path: list[s
             where = f"candidate {cand.name!r} on task {task.name}"
             for k in range(p.studies):
                 try:
-                    s = study_settings(cfg, p, task, cand, k, overrides, search_path)
+                    s = study_settings(cfg, p, task, cand, k, search_path)
                     if check:
                         driver.check_training(s)
                 except ConfigError as e:
@@ -202,28 +202,22 @@ def fit_seconds_since(root: Path, start: float) -> float:
     return total
 
 
-def run(cfg: DictConfig) -> None:
-    """compare.py's Hydra task."""
+def run(cfg: DictConfig, training: list[str]) -> None:
+    """compare.py's Hydra task; `training`: the command line's training overrides (split_command_line)."""
     from optlab.run import CONFIG_DIR, command_line_job
 
     command = command_line_job()
     search_path = [f"file://{command.config_dir}"] if command.config_dir else []
     config_dirs = [Path(d) for d in (command.config_dir, CONFIG_DIR) if d]
     try:
-        compare(cfg, command.overrides, search_path, config_dirs)
+        compare(cfg, training, search_path, config_dirs)
     finally:
         launch.shutdown_pool()
 
 
-def training_overrides(cfg: DictConfig, overrides: list[str]) -> list[str]:
-    train_keys = set(driver.compose([]).keys())
-    # `compare=<name>` picks a config group of compare.yaml (no key of its own): not a training override
-    own = {k for k in cfg.keys() if k not in train_keys} | {"sweep", "compare"}
-    _, training = driver.split_overrides(overrides, own)
-    return training
-
-
-def compare(cfg: DictConfig, overrides: list[str], search_path: list[str], config_dirs: list[Path]) -> None:
+def compare(cfg: DictConfig, training: list[str], search_path: list[str], config_dirs: list[Path]) -> None:
+    """`cfg`: compare.yaml composed with the protocol's overrides; `training`: the training overrides
+    of the command line, applied to every run of every task (composed per task, not here)."""
     import warnings
 
     from optuna.exceptions import ExperimentalWarning
@@ -234,12 +228,12 @@ def compare(cfg: DictConfig, overrides: list[str], search_path: list[str], confi
     start_wall, start = time.time(), time.perf_counter()
     if cfg.get("report") == "only":
         p = load_protocol(Path(str(cfg.root)), cfg.get("name") or "")
-        cells = plan(_stored_cfg(cfg, p), p, p.training_overrides, search_path, check=False)
+        cells = plan(_stored_cfg(cfg, p), p, search_path, check=False)
         write_report(p, cells)
         return
-    p = protocol(cfg, training_overrides(cfg, overrides), config_dirs)
+    p = protocol(cfg, training, config_dirs)
     cfg = _stored_cfg(cfg, p)
-    cells = plan(cfg, p, overrides, search_path)
+    cells = plan(cfg, p, search_path)
     check_resume(p)
     print(f"[compare] {p.name}: {len(p.candidates)} candidates x {len(p.tasks)} tasks x {p.studies} studies, "
           f"{p.trials} tuning trials and {len(p.eval_seeds)} seeds each; in {p.dir}/", flush=True)
