@@ -10,6 +10,7 @@ To run:
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import re
 import shutil
@@ -48,10 +49,16 @@ def main() -> None:
     report = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", rf"![\1]({args.name}/\2)", report)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     shown = " ".join(["python", *command[1:]])
+    cost = json.loads((source / "cost.json").read_text()) if (source / "cost.json").is_file() else None
+    cost_line = "" if cost is None else (
+        f"Protocol cost of the last invocation, report included: {cost['wall_s']:.1f} s wall "
+        f"({', '.join(f'{k} {v:.1f} s' for k, v in cost['phases_s'].items())}), {cost['fit_s']:.1f} s training, "
+        f"{1 - cost['fit_s'] / cost['wall_s']:.1%} outside training.\n")
     header = ("<!-- written by scripts/publish_study.py; do not edit by hand -->\n"
               f"Run {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}"
               + (f", {time.perf_counter() - start:.0f} s in all" if not args.no_run else "")
-              + f".\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n\n")
+              + f".\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n"
+              + cost_line + "\n")
     title, _, body = report.partition("\n")
     (out / f"{args.name}.md").write_text(f"{title}\n\n{header}{body.lstrip()}")
     print(f"published {out / (args.name + '.md')}")

@@ -12,6 +12,7 @@ Layout under `<root>/<name>/` (resumable: run the same command again; nothing fi
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -225,7 +226,7 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     from optlab.compare.report import write_report
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
-    start_wall, start = time.time(), time.perf_counter()
+    start_wall, marks = time.time(), [("startup", process_seconds())]
     if cfg.get("report") == "only":
         p = load_protocol(Path(str(cfg.root)), cfg.get("name") or "")
         cells = plan(_stored_cfg(cfg, p), p, search_path, check=False)
@@ -233,19 +234,54 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
         return
     p = protocol(cfg, training, config_dirs)
     cfg = _stored_cfg(cfg, p)
+    if cfg.sweep.get("process", "auto") in ("auto", "pool"):  # its imports overlap the planning below
+        launch.warm_pool(cfg.sweep.get("trials_per_process"))
+    clock = _Clock(marks)
     cells = plan(cfg, p, search_path)
     check_resume(p)
+    clock.mark("plan")
     print(f"[compare] {p.name}: {len(p.candidates)} candidates x {len(p.tasks)} tasks x {p.studies} studies, "
           f"{p.trials} tuning trials and {len(p.eval_seeds)} seeds each; in {p.dir}/", flush=True)
     for cell in cells:
         tune(cell, p)
+    clock.mark("tune")
     for cell in cells:
         evaluate(cell, p)
-    wall = time.perf_counter() - start
-    cost = {"wall_s": round(wall, 2), "fit_s": round(fit_seconds_since(p.dir, start_wall), 2)}
-    (p.dir / "cost.json").write_text(json.dumps(cost))
+    clock.mark("eval")
+    fit = fit_seconds_since(p.dir, start_wall)
     if p.report:
-        write_report(p, cells, cost)
+        write_report(p, cells, clock.cost(fit))  # its own time is not in its cost line...
+    clock.mark("report")
+    cost = clock.cost(fit)  # ...but is in cost.json and here
+    (p.dir / "cost.json").write_text(json.dumps(cost))
+    print(f"[compare] cost: {cost['wall_s']:.1f} s in all ({', '.join(f'{k} {v:.1f} s' for k, v in marks)}), "
+          f"{fit:.1f} s of it training: {1 - fit / cost['wall_s']:.1%} outside training", flush=True)
+
+
+class _Clock:
+    """Seconds per phase of this invocation, from the process start (startup: Python, Hydra, imports)."""
+
+    def __init__(self, marks: list):
+        self.marks, self.last = marks, time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.marks.append((phase, round(now - self.last, 2)))
+        self.last = now
+
+    def cost(self, fit: float) -> dict:
+        wall = sum(v for _, v in self.marks) + time.perf_counter() - self.last
+        return {"wall_s": round(wall, 2), "fit_s": round(fit, 2), "phases_s": dict(self.marks)}
+
+
+def process_seconds() -> float:
+    """How long this process has run (Linux /proc; 0 elsewhere): the startup before compare()."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        return round(float(Path("/proc/uptime").read_text().split()[0]) - started, 2)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _stored_cfg(cfg: DictConfig, p: Protocol) -> DictConfig:

@@ -148,8 +148,10 @@ def protocol_blocks(p, cells, cost: dict | None) -> list:
              f"bootstrap; {p.test} test, winner declared at p < {p.alpha:g}"]
     if cost:
         share = 1 - cost["fit_s"] / cost["wall_s"] if cost["wall_s"] else 0.0
-        lines.append(f"protocol cost (last invocation): {cost['wall_s']:.1f} s wall, {cost['fit_s']:.1f} s training "
-                     f"(fit), {share:.1%} outside training (startup, storage, report)")
+        phases = ", ".join(f"{k} {v:.1f} s" for k, v in (cost.get("phases_s") or {}).items())
+        lines.append(f"protocol cost (last invocation, before drawing this report): {cost['wall_s']:.1f} s wall "
+                     f"({phases}), {cost['fit_s']:.1f} s of it training (fit), {share:.1%} outside training "
+                     "(startup, planning, storage, process hand-offs, evaluation set-up and test passes)")
     lines.append(f"redraw: python compare.py report=only name={p.name}")
     return [("h", 1, f"Comparison {p.name}"), ("list", lines)]
 

@@ -106,6 +106,16 @@ def _pool(jobs_per_process: int | None):
     return _POOL[0]
 
 
+def _warm_up() -> None:
+    import optlab.run  # noqa: F401 - torch, Lightning, Hydra: what every job imports first
+
+
+def warm_pool(jobs_per_process: int | None) -> None:
+    """Start the pool process and its imports now, while the caller does other work (a
+    comparison plans its candidates meanwhile): the first job then waits less."""
+    _pool(jobs_per_process).submit(_warm_up)
+
+
 def shutdown_pool(kill: bool = False) -> None:
     global _POOL
     if _POOL is None:
