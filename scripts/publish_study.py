@@ -36,6 +36,9 @@ def main() -> None:
     parser.add_argument("--no-run", action="store_true", help="publish the existing logs/compare/<name>/")
     parser.add_argument("overrides", nargs="*", help="extra compare.py overrides (recorded in the header)")
     args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    from optlab.compare.protocol import cost_line as describe
+
     command = [sys.executable, "compare.py", f"compare={args.name}", *args.overrides]
     start = time.perf_counter()
     if not args.no_run:
@@ -47,13 +50,11 @@ def main() -> None:
     for png in source.glob("*.png"):
         shutil.copy2(png, out / args.name / png.name)
     report = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", rf"![\1]({args.name}/\2)", report)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                            check=False).stdout.strip()
     shown = " ".join(["python", *command[1:]])
     cost = json.loads((source / "cost.json").read_text()) if (source / "cost.json").is_file() else None
-    cost_line = "" if cost is None else (
-        f"Protocol cost of the last invocation, report included: {cost['wall_s']:.1f} s wall "
-        f"({', '.join(f'{k} {v:.1f} s' for k, v in cost['phases_s'].items())}), {cost['fit_s']:.1f} s training, "
-        f"{1 - cost['fit_s'] / cost['wall_s']:.1%} outside training.\n")
+    cost_line = "" if cost is None else f"Protocol cost of the last invocation, report included: {describe(cost)}.\n"
     header = ("<!-- written by scripts/publish_study.py; do not edit by hand -->\n"
               f"Run {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}"
               + (f", {time.perf_counter() - start:.0f} s in all" if not args.no_run else "")

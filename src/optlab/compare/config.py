@@ -84,7 +84,7 @@ def split_command_line(args: list[str], config_dir: Path) -> tuple[list[str], li
     `tasks=[cifar10_resnet18] data.root=...` works); flags and protocol and sweep keys stay with Hydra."""
     own = {"compare", "hydra", "sweep"}
     for name in ("compare.yaml", "sweep.yaml"):
-        own |= {k for k in OmegaConf.load(Path(config_dir) / name).keys() if k != "defaults"}
+        own |= {k for k in OmegaConf.load(Path(config_dir) / name) if k != "defaults"}
     own -= {"task_name"}  # a training key that compare.yaml sets for its own run directory
     hydra_args, training, i = [], [], 0
     while i < len(args):

@@ -164,9 +164,8 @@ def finished(run_dir: Path) -> bool:
 
 def evaluate(cell: Cell, p: Protocol) -> None:
     """The study's best configuration (the candidate as given when untuned) with each fresh seed."""
-    from optlab.rundirs import run_id
-
     from optlab.compare.results import tuning_of
+    from optlab.rundirs import run_id
 
     s = cell.settings
     params = []
@@ -194,13 +193,25 @@ def evaluate(cell: Cell, p: Protocol) -> None:
               flush=True)
 
 
-def fit_seconds_since(root: Path, start: float) -> float:
-    """Training time (fit.json) of every run that finished after `start` (wall clock)."""
-    total = 0.0
-    for path in root.glob(f"**/{curve.FIT}"):
+def run_seconds_since(root: Path, start: float) -> tuple[float, float]:
+    """(wall time, training time) of every run under `root` that finished after `start` (wall
+    clock): the outcome's wall_s (its config, build, fit, test) and fit.json's fit_s."""
+    runs = fit = 0.0
+    for path in root.glob(f"**/{launch.OUTCOME}"):
         if path.stat().st_mtime >= start:
-            total += json.loads(path.read_text()).get("fit_s", 0.0)
-    return total
+            runs += json.loads(path.read_text()).get("wall_s") or 0.0
+            fit_file = path.parent / curve.FIT
+            fit += json.loads(fit_file.read_text()).get("fit_s", 0.0) if fit_file.is_file() else 0.0
+    return runs, fit
+
+
+def cost_line(cost: dict) -> str:
+    phases = ", ".join(f"{k} {v:.1f} s" for k, v in cost["phases_s"].items())
+    wall = cost["wall_s"] or 1.0
+    return (f"{cost['wall_s']:.1f} s wall ({phases}); the runs took {cost['runs_s']:.1f} s of it, {cost['fit_s']:.1f} s "
+            f"of that training (fit). The protocol's own cost (startup, planning, storage, hand-offs, report): "
+            f"{1 - cost['runs_s'] / wall:.1%}; outside training (also each run's config, build and test pass): "
+            f"{1 - cost['fit_s'] / wall:.1%}")
 
 
 def run(cfg: DictConfig, training: list[str]) -> None:
@@ -248,14 +259,13 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     for cell in cells:
         evaluate(cell, p)
     clock.mark("eval")
-    fit = fit_seconds_since(p.dir, start_wall)
+    runs = run_seconds_since(p.dir, start_wall)
     if p.report:
-        write_report(p, cells, clock.cost(fit))  # its own time is not in its cost line...
+        write_report(p, cells, clock.cost(*runs))  # its own time is not in its cost line...
     clock.mark("report")
-    cost = clock.cost(fit)  # ...but is in cost.json and here
+    cost = clock.cost(*runs)  # ...but is in cost.json and here
     (p.dir / "cost.json").write_text(json.dumps(cost))
-    print(f"[compare] cost: {cost['wall_s']:.1f} s in all ({', '.join(f'{k} {v:.1f} s' for k, v in marks)}), "
-          f"{fit:.1f} s of it training: {1 - fit / cost['wall_s']:.1%} outside training", flush=True)
+    print(f"[compare] cost: {cost_line(cost)}", flush=True)
 
 
 class _Clock:
@@ -269,9 +279,9 @@ class _Clock:
         self.marks.append((phase, round(now - self.last, 2)))
         self.last = now
 
-    def cost(self, fit: float) -> dict:
+    def cost(self, runs: float, fit: float) -> dict:
         wall = sum(v for _, v in self.marks) + time.perf_counter() - self.last
-        return {"wall_s": round(wall, 2), "fit_s": round(fit, 2), "phases_s": dict(self.marks)}
+        return {"wall_s": round(wall, 2), "runs_s": round(runs, 2), "fit_s": round(fit, 2), "phases_s": dict(self.marks)}
 
 
 def process_seconds() -> float:

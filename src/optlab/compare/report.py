@@ -140,18 +140,16 @@ def protocol_blocks(p, cells, cost: dict | None) -> list:
     tasks = "; ".join(t.name + " = " + " ".join(t.overrides) for t in p.tasks)
     lines = [f"candidates: {candidates}", f"tasks: {tasks}",
              f"training overrides for all: {' '.join([*p.run_defaults, *p.training, *p.training_overrides]) or 'none'}",
-             f"tuning: {p.trials} trials per candidate and study, {p.studies} studies (sampler seeds "
-             f"{p.tune_seed}..{p.tune_seed + p.studies - 1}), sampler {s.sampler.get('_target_', '-')}, "
-             f"pruner {s.pruner.get('_target_', '-')}, {p.direction} {p.metric}",
+             (f"tuning: {p.trials} trials per candidate and study, {p.studies} studies (sampler seeds "
+              f"{p.tune_seed}..{p.tune_seed + p.studies - 1}), sampler {s.sampler.get('_target_', '-')}, "
+              f"pruner {s.pruner.get('_target_', '-')}, {p.direction} {p.metric}"),
              f"re-runs: the best configuration of each study with seeds {p.eval_seeds}, full budget, no pruning",
-             f"statistics: 95% expanded-percentile bootstrap CI of the mean over seeds; medians with a percentile "
-             f"bootstrap; {p.test} test, winner declared at p < {p.alpha:g}"]
-    if cost:
-        share = 1 - cost["fit_s"] / cost["wall_s"] if cost["wall_s"] else 0.0
-        phases = ", ".join(f"{k} {v:.1f} s" for k, v in (cost.get("phases_s") or {}).items())
-        lines.append(f"protocol cost (last invocation, before drawing this report): {cost['wall_s']:.1f} s wall "
-                     f"({phases}), {cost['fit_s']:.1f} s of it training (fit), {share:.1%} outside training "
-                     "(startup, planning, storage, process hand-offs, evaluation set-up and test passes)")
+             (f"statistics: 95% expanded-percentile bootstrap CI of the mean over seeds; medians with a percentile "
+              f"bootstrap; {p.test} test, winner declared at p < {p.alpha:g}")]
+    if cost and "runs_s" in cost:
+        from optlab.compare.protocol import cost_line
+
+        lines.append(f"protocol cost of the last invocation, before drawing this report: {cost_line(cost)}")
     lines.append(f"redraw: python compare.py report=only name={p.name}")
     return [("h", 1, f"Comparison {p.name}"), ("list", lines)]
 

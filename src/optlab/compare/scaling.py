@@ -82,9 +82,9 @@ def power_law(p, by_task, out, data_key: str = "data.num_samples", metric: str |
             rows.append([name, f"{best[i]:.4g}", f"[{low:.4g}, {high:.4g}]"])
         seeds = sorted({len(c[2]) for c in cells})
         blocks += [("h", 2, f"Scaling law on {task.name}: {metric} = E + A/N^alpha + B/D^beta"),
-                   ("p", f"{len(cells)} (N, D) cells, {'/'.join(map(str, seeds))} seeds each, {len(loss)} runs; "
-                         f"N = trainable parameters, D = {data_key}; R^2 = {r2:.3f}; {level:.0%} intervals from "
-                         f"{len(boots)}/{resamples} bootstrap refits (seeds resampled within each cell)"),
+                   ("p", (f"{len(cells)} (N, D) cells, {'/'.join(map(str, seeds))} seeds each, {len(loss)} runs; "
+                          f"N = trainable parameters, D = {data_key}; R^2 = {r2:.3f}; {level:.0%} intervals from "
+                          f"{len(boots)}/{resamples} bootstrap refits (seeds resampled within each cell)")),
                    ("table", ["parameter", "fit", f"{level:.0%} CI"], rows)]
         path = _plot(cells, best, metric, data_key, out / f"{task.name}_scaling_law.png", task.name)
         blocks.append(("img", path.name, f"{task.name} scaling law"))

@@ -7,9 +7,30 @@ start their runs here, and all read back the same result file.
 """
 
 from optlab.launch.job import OUTCOME, Job, read_outcome, run_here, write_outcome
-from optlab.launch.layout import LaunchError, Layout, adopt_srun_layout, external_layout, global_rank, is_rank_zero
+from optlab.launch.layout import (
+           LaunchError,
+           Layout,
+           adopt_srun_layout,
+           external_layout,
+           global_rank,
+           is_rank_zero,
+)
 from optlab.launch.process import MODES, run, shutdown_pool, warm_pool
 
-__all__ = ["OUTCOME", "Job", "read_outcome", "run_here", "write_outcome", "LaunchError", "Layout",
-           "adopt_srun_layout", "external_layout", "global_rank", "is_rank_zero", "MODES", "run", "shutdown_pool",
-           "warm_pool"]
+__all__ = [
+           "MODES",
+           "OUTCOME",
+           "Job",
+           "LaunchError",
+           "Layout",
+           "adopt_srun_layout",
+           "external_layout",
+           "global_rank",
+           "is_rank_zero",
+           "read_outcome",
+           "run",
+           "run_here",
+           "shutdown_pool",
+           "warm_pool",
+           "write_outcome",
+]
