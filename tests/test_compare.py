@@ -87,6 +87,10 @@ def test_a_resume_with_other_settings_is_refused(tmp_path):
                             [], [CONFIG_DIR])
     with pytest.raises(ConfigError, match="was run with other settings \\(eval_seeds differ\\)"):
         protocol.check_resume(other)
+    report_only = config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", "eval.seeds=2", "alpha=0.05",
+                                              "test=welch"), [], [CONFIG_DIR])
+    protocol.check_resume(report_only)  # the level and the test change the report, not the runs
+    assert protocol.load_protocol(tmp_path, "sgd-vs-adamw").alpha == 0.05
 
 
 def test_repeated_studies_get_their_own_sampler_seed_storage_and_folders(tmp_path):

@@ -28,6 +28,7 @@ from optlab.sweep.space import SearchSpace
 from optlab.validate import ConfigError
 
 PROTOCOL_FILE = "protocol.json"
+REPORT_KEYS = ("report", "analyses", "alpha", "test")  # they change the report, not what runs
 RUN_LOG = "run.log"
 
 
@@ -112,17 +113,18 @@ def plan(cfg: DictConfig, p: Protocol, search_path: list[str], check: bool = Tru
 
 
 def check_resume(p: Protocol) -> None:
-    mine = {k: v for k, v in _protocol_record(p).items() if k != "report"}
+    """A comparison resumes only with the settings it ran with; those that only change the
+    report (REPORT_KEYS) may change, and are stored for report=only."""
+    mine = {k: v for k, v in _protocol_record(p).items() if k not in REPORT_KEYS}
     path = p.dir / PROTOCOL_FILE
     if path.is_file():
-        stored = {k: v for k, v in json.loads(path.read_text()).items() if k != "report"}
+        stored = {k: v for k, v in json.loads(path.read_text()).items() if k not in REPORT_KEYS}
         if stored != mine:
             diff = ", ".join(k for k in mine if stored.get(k) != mine[k])
             raise ConfigError(f"comparison {p.name} in {p.dir} was run with other settings ({diff} differ); repeat "
                               "its command to resume it, or start a new one with name=<new name>")
-    else:
-        p.dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(_protocol_record(p), indent=2))
+    p.dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_protocol_record(p), indent=2))
 
 
 def _protocol_record(p: Protocol) -> dict:
