@@ -55,13 +55,17 @@ def main() -> None:
     shown = " ".join(["python", *command[1:]])
     cost = json.loads((source / "cost.json").read_text()) if (source / "cost.json").is_file() else None
     cost_line = "" if cost is None else f"Protocol cost of the last invocation, report included: {describe(cost)}.\n"
+    run_line = f"Run {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}, {time.perf_counter() - start:.0f} s in all."
+    published = out / f"{args.name}.md"
+    if args.no_run:  # the runs are the published ones: keep their line, say when the report was redrawn
+        old = re.search(r"^Run .* at commit .*$", published.read_text(), re.M) if published.is_file() else None
+        run_line = (old.group(0).split(" Report redrawn")[0] if old else "Run: see logs/compare/") + \
+            f" Report redrawn at commit {commit}."
     header = ("<!-- written by scripts/publish_study.py; do not edit by hand -->\n"
-              f"Run {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}"
-              + (f", {time.perf_counter() - start:.0f} s in all" if not args.no_run else "")
-              + f".\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n"
+              f"{run_line}\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n"
               + cost_line + "\n")
     title, _, body = report.partition("\n")
-    (out / f"{args.name}.md").write_text(f"{title}\n\n{header}{body.lstrip()}")
+    published.write_text(f"{title}\n\n{header}{body.lstrip()}")
     print(f"published {out / (args.name + '.md')}")
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from optlab.compare.stats import NEVER, Interval, Reached, mean_ci, permutation_p, time_to_target, verdict, welch
+from optlab.compare.stats import NEVER, Interval, Reached, holm, mean_ci, permutation_p, time_to_target, verdict, welch
 
 
 def coverage(n: int, sims: int = 600, plain: bool = False) -> float:
@@ -92,3 +92,9 @@ def test_performance_profile_and_score_on_a_hand_made_table():
                                                           "lion": [0.5, 0.5, 0.5]}
     # adamw: ratio 1 on one task, 2 on the other: (3 + 2) / (2 tasks * 3) over tau in [1, 4].
     assert profile_score(times) == pytest.approx({"adamw": 5 / 6, "sgd": 5 / 6, "lion": 0.5})
+
+
+def test_holm_adjusts_a_family_of_p_values():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # 3x, then max(2x, previous)
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([0.004]) == [0.004]

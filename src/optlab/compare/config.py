@@ -62,6 +62,7 @@ class Protocol:
     alpha: float
     test: str
     report: bool | str
+    correction: str = "holm"       # holm | none: how the pairwise p-values of one task are adjusted
     metric: str = "val/acc_best"   # the final metric: what tuning ranks by and re-runs are compared on
     direction: str = "maximize"
     training_overrides: list[str] = field(default_factory=list)  # the command line's
@@ -218,6 +219,9 @@ def protocol(cfg: DictConfig, training_overrides: list[str], config_dirs: list[P
     test = cfg.get("test")
     if test not in ("permutation", "welch"):
         raise ConfigError(f"test={test!r} is invalid: choose permutation or welch")
+    correction = cfg.get("correction", "holm")
+    if correction not in ("holm", "none"):
+        raise ConfigError(f"correction={correction!r} is invalid: holm (for the family of pairs of a task) or none")
     report = cfg.get("report", True)
     if report not in (True, False, "only"):
         raise ConfigError(f"report={report!r} is invalid: it must be true, false or only")
@@ -230,6 +234,7 @@ def protocol(cfg: DictConfig, training_overrides: list[str], config_dirs: list[P
         trials=_count("tune.trials", tune.get("trials"), 0), studies=_count("tune.studies", tune.get("studies"), 1),
         tune_seed=_count("tune.seed", tune.get("seed", 0), 0),
         eval_seeds=[first_seed + i for i in range(n_seeds)], val_every=val_every, alpha=float(alpha), test=test,
+        correction=correction,
         report=report, metric=str(OmegaConf.select(cfg, "sweep.metric")),
         direction=str(OmegaConf.select(cfg, "sweep.direction")),
         training_overrides=list(training_overrides), run_defaults=_overrides("run_defaults", cfg.get("run_defaults")),

@@ -28,7 +28,7 @@ from optlab.sweep.space import SearchSpace
 from optlab.validate import ConfigError
 
 PROTOCOL_FILE = "protocol.json"
-REPORT_KEYS = ("report", "analyses", "alpha", "test")  # they change the report, not what runs
+REPORT_KEYS = ("report", "analyses", "alpha", "test", "correction")  # they change the report, not what runs
 RUN_LOG = "run.log"
 
 

@@ -100,22 +100,32 @@ def task_blocks(p, task, entries, out: Path) -> list:
 
 
 def pairwise_blocks(p, entries) -> list:
+    """Every pair of candidates; the verdicts use p-values adjusted over the task's pairs (Holm)
+    unless correction=none."""
+    import dataclasses
+
     higher = p.direction == "maximize"
-    rows = []
+    tested, untested = [], []
     for a, b in combinations(entries, 2):
         x, y = a.finals(p.metric), b.finals(p.metric)
         if len(x) < 2 or len(y) < 2:
-            rows.append([a.candidate, b.candidate, "-", "-", "-", f"not tested (seeds: {len(x)} and {len(y)}; 2 each needed)"])
+            untested.append([a.candidate, b.candidate, "-", "-", "-", "-",
+                             f"not tested (seeds: {len(x)} and {len(y)}; 2 each needed)"])
             continue
         test = stats.permutation_p(x, y) if p.test == "permutation" else stats.welch(x, y)
         other = stats.welch(x, y) if p.test == "permutation" else stats.permutation_p(x, y)
-        rows.append([a.candidate, b.candidate, f"{test.difference:+.4f}", f"{test.p:.3g}", f"{other.p:.3g}",
-                     stats.verdict(test, p.alpha, higher, (a.candidate, b.candidate))])
+        tested.append((a.candidate, b.candidate, test, other))
+    adjusted = stats.holm([t.p for *_, t, _ in tested]) if p.correction == "holm" else [t.p for *_, t, _ in tested]
+    rows = [[a, b, f"{t.difference:+.4f}", f"{t.p:.3g}", f"{adj:.3g}", f"{o.p:.3g}",
+             stats.verdict(dataclasses.replace(t, p=adj), p.alpha, higher, (a, b))]
+            for (a, b, t, o), adj in zip(tested, adjusted)] + untested
     if not rows:
         return []
     other_name = "welch" if p.test == "permutation" else "permutation"
-    return [("h", 3, f"Pairwise: {p.metric}, {p.test} test at level {p.alpha:g} (two-sided)"),
-            ("table", ["A", "B", "mean A - B", f"p ({p.test})", f"p ({other_name})", "verdict"], rows)]
+    adjusted_name = f"p Holm ({len(tested)} pairs)" if p.correction == "holm" else "p (not adjusted)"
+    return [("h", 3, f"Pairwise: {p.metric}, {p.test} test at level {p.alpha:g} (two-sided), verdicts on "
+                     + ("Holm-adjusted p-values" if p.correction == "holm" else "unadjusted p-values")),
+            ("table", ["A", "B", "mean A - B", f"p ({p.test})", adjusted_name, f"p ({other_name})", "verdict"], rows)]
 
 
 def profile_blocks(p, entries_by_task, out: Path) -> list:
@@ -145,7 +155,8 @@ def protocol_blocks(p, cells, cost: dict | None) -> list:
               f"pruner {s.pruner.get('_target_', '-')}, {p.direction} {p.metric}"),
              f"re-runs: the best configuration of each study with seeds {p.eval_seeds}, full budget, no pruning",
              (f"statistics: 95% expanded-percentile bootstrap CI of the mean over seeds; medians with a percentile "
-              f"bootstrap; {p.test} test, winner declared at p < {p.alpha:g}")]
+              f"bootstrap; {p.test} test, winner declared at p < {p.alpha:g}"
+              + (" after Holm's adjustment over the pairs of a task" if p.correction == "holm" else ""))]
     if cost and "runs_s" in cost:
         from optlab.compare.protocol import cost_line
 

@@ -125,6 +125,17 @@ def permutation_p(a, b, resamples: int = 20_000, seed: int = 0) -> Test:
     return Test(float(np.mean(x) - np.mean(y)), float(p), "permutation", len(x), len(y))
 
 
+def holm(ps: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values of a family of tests (same order as given): controls the
+    chance of any false winner among them at alpha, where raw p-values control it per pair."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    adjusted, running = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted
+
+
 def verdict(test: Test, alpha: float = 0.01, higher_is_better: bool = True, names=("A", "B")) -> str:
     """Who is better at level alpha, or "no difference shown"."""
     if test.p >= alpha or test.difference == 0:
