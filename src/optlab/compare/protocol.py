@@ -210,10 +210,12 @@ def run_seconds_since(root: Path, start: float) -> tuple[float, float]:
 def cost_line(cost: dict) -> str:
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in cost["phases_s"].items())
     wall = cost["wall_s"] or 1.0
+    outside = (f"outside training (also each run's config, build and test pass): {1 - cost['fit_s'] / wall:.1%}")
+    if "runs_s" not in cost:  # recorded before the runs' own time was
+        return f"{cost['wall_s']:.1f} s wall ({phases}), {cost['fit_s']:.1f} s of it training (fit); {outside}"
     return (f"{cost['wall_s']:.1f} s wall ({phases}); the runs took {cost['runs_s']:.1f} s of it, {cost['fit_s']:.1f} s "
             f"of that training (fit). The protocol's own cost (startup, planning, storage, hand-offs, report): "
-            f"{1 - cost['runs_s'] / wall:.1%}; outside training (also each run's config, build and test pass): "
-            f"{1 - cost['fit_s'] / wall:.1%}")
+            f"{1 - cost['runs_s'] / wall:.1%}; {outside}")
 
 
 def run(cfg: DictConfig, training: list[str]) -> None:
