@@ -73,7 +73,7 @@ def tuning_of(cell) -> Tuning | None:
         return None
     try:
         study = optuna.load_study(study_name=s.study_name, storage=studies.make_storage(s.storage, existing=True))
-    except (KeyError, Exception):  # noqa: BLE001 - no storage or no such study: not tuned yet
+    except Exception:  # noqa: BLE001 - no storage file, or no such study in it: not tuned yet
         return Tuning(cell.study, None, {}, {}, [], "not tuned yet")
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -33,7 +33,7 @@ def fit(n, d, loss) -> np.ndarray:
     p0 = (max(loss.min() * 0.5, 1e-6), loss.mean() * 0.5, 0.5, loss.mean() * 0.5, 0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        params, _ = curve_fit(_law, (n / n0, d / d0), loss, p0=p0, bounds=([0, 0, 0, 0, 0], [np.inf] * 3 + [np.inf] * 2),
+        params, _ = curve_fit(_law, (n / n0, d / d0), loss, p0=p0, bounds=([0.0] * 5, [np.inf] * 5),
                               maxfev=20000)
     e, a, alpha, b, beta = params
     return np.array([e, a * n0**alpha, alpha, b * d0**beta, beta])  # back to the units of N and D
