@@ -91,6 +91,11 @@ def test_a_resume_with_other_settings_is_refused(tmp_path):
                                               "test=welch"), [], [CONFIG_DIR])
     protocol.check_resume(report_only)  # the level and the test change the report, not the runs
     assert protocol.load_protocol(tmp_path, "sgd-vs-adamw").alpha == 0.05
+    (tmp_path / "moved").mkdir()  # a comparison folder copied elsewhere (a cluster's results on a laptop)
+    (tmp_path / "sgd-vs-adamw").rename(tmp_path / "moved" / "sgd-vs-adamw")
+    assert protocol.load_protocol(tmp_path / "moved", "sgd-vs-adamw").dir == tmp_path / "moved" / "sgd-vs-adamw"
+    moved = config.protocol(compare_cfg(tmp_path / "moved", "candidates=[sgd,adamw]", "eval.seeds=2"), [], [CONFIG_DIR])
+    protocol.check_resume(moved)  # where it lives is not one of its settings
 
 
 def test_repeated_studies_get_their_own_sampler_seed_storage_and_folders(tmp_path):

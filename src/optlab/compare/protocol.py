@@ -118,7 +118,7 @@ def check_resume(p: Protocol) -> None:
     mine = {k: v for k, v in _protocol_record(p).items() if k not in REPORT_KEYS}
     path = p.dir / PROTOCOL_FILE
     if path.is_file():
-        stored = {k: v for k, v in json.loads(path.read_text()).items() if k not in REPORT_KEYS}
+        stored = {k: v for k, v in json.loads(path.read_text()).items() if k not in (*REPORT_KEYS, "dir")}
         if stored != mine:
             diff = ", ".join(k for k in mine if stored.get(k) != mine[k])
             raise ConfigError(f"comparison {p.name} in {p.dir} was run with other settings ({diff} differ); repeat "
@@ -128,8 +128,9 @@ def check_resume(p: Protocol) -> None:
 
 
 def _protocol_record(p: Protocol) -> dict:
+    """Its settings; not where it lives (a comparison folder may move, e.g. from a cluster)."""
     record = asdict(p)
-    record["dir"] = str(p.dir)
+    del record["dir"]
     return record
 
 
@@ -138,7 +139,7 @@ def load_protocol(root: Path, name: str) -> Protocol:
     if not path.is_file():
         raise ConfigError(f"no comparison named {name!r} under {root}: run it first, or pass root=... and name=...")
     record = json.loads(path.read_text())
-    record["dir"] = Path(record["dir"])
+    record["dir"] = path.parent  # where it is now, not where it ran
     record["candidates"] = [Candidate(**c) for c in record["candidates"]]
     record["tasks"] = [Task(**t) for t in record["tasks"]]
     return Protocol(**record)

@@ -24,13 +24,18 @@ def _law(nd, e, a, alpha, b, beta):
     return e + a * n ** (-alpha) + b * d ** (-beta)
 
 
-def fit(n, d, loss) -> np.ndarray:
-    """(E, A, alpha, B, beta) of the least-squares fit (N and D rescaled by their geometric means)."""
+def fit(n, d, loss, start: np.ndarray | None = None) -> np.ndarray:
+    """(E, A, alpha, B, beta) of the least-squares fit (N and D rescaled by their geometric means);
+    `start`: a previous fit's parameters to start from (a bootstrap refit converges in a few steps)."""
     from scipy.optimize import curve_fit
 
     n, d, loss = (np.asarray(v, dtype=float) for v in (n, d, loss))
     n0, d0 = math.exp(np.mean(np.log(n))), math.exp(np.mean(np.log(d)))
-    p0 = (max(loss.min() * 0.5, 1e-6), loss.mean() * 0.5, 0.5, loss.mean() * 0.5, 0.5)
+    if start is None:
+        p0 = (max(loss.min() * 0.5, 1e-6), loss.mean() * 0.5, 0.5, loss.mean() * 0.5, 0.5)
+    else:
+        e, a, alpha, b, beta = start
+        p0 = (e, a / n0**alpha, alpha, b / d0**beta, beta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         params, _ = curve_fit(_law, (n / n0, d / d0), loss, p0=p0, bounds=([0.0] * 5, [np.inf] * 5),
@@ -75,10 +80,12 @@ def power_law(p, by_task, out, data_key: str = "data.num_samples", metric: str |
         loss = np.array([v for c in cells for v in c[2]])
         fitted = fit(n, d, loss)
         rng, boots = np.random.default_rng(seed), []
+        if max(len(c[2]) for c in cells) < 2:
+            resamples = 0  # one seed per cell: nothing to resample, so no interval
         for _ in range(resamples):
             sample = np.concatenate([rng.choice(c[2], size=len(c[2])) for c in cells])
             try:
-                boots.append(fit(n, d, sample))
+                boots.append(fit(n, d, sample, start=fitted))
             except RuntimeError:  # a resample the optimizer cannot fit: left out, and counted
                 pass
         boots = np.array(boots)
@@ -93,8 +100,9 @@ def power_law(p, by_task, out, data_key: str = "data.num_samples", metric: str |
         what = f"lowest {metric} of each run" if best else f"final {metric}"
         blocks += [("h", 2, f"Scaling law on {task.name}: {what} = E + A/N^alpha + B/D^beta"),
                    ("p", (f"{len(cells)} (N, D) cells, {'/'.join(map(str, seeds))} seeds each, {len(loss)} runs; "
-                          f"N = trainable parameters, D = {data_key}; R^2 = {r2:.3f}; {level:.0%} intervals from "
-                          f"{len(boots)}/{resamples} bootstrap refits (seeds resampled within each cell)")),
+                          f"N = trainable parameters, D = {data_key}; R^2 = {r2:.3f}; " + (
+                              f"{level:.0%} intervals from {len(boots)}/{resamples} bootstrap refits (seeds "
+                              "resampled within each cell)" if resamples else "no intervals (one seed per cell)"))),
                    ("table", ["parameter", "fit", f"{level:.0%} CI"], rows)]
         path = _plot(cells, fitted, what, data_key, out / f"{task.name}_scaling_law.png", task.name)
         blocks.append(("img", path.name, f"{task.name} scaling law"))

@@ -8,6 +8,7 @@ worker heartbeats, then tell Optuna COMPLETE / PRUNED / FAIL with the reason in 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -76,6 +77,13 @@ def compose(overrides: list[str]):
         return compose_config(overrides, run_dir="<sweep>")
 
 
+@functools.cache
+def training_keys() -> frozenset[str]:
+    """The top-level keys of train.py's config: what a sweep override may name besides its own
+    (composed once a process; compare.py asks once per cell)."""
+    return frozenset(compose([]).keys())
+
+
 # -- settings and up-front checks (nothing here touches the storage) ------------------------------
 
 def _int(v) -> bool:
@@ -104,8 +112,7 @@ def split_overrides(overrides: list[str], sweep_keys: set[str]) -> tuple[list[st
 
 def settings(cfg: DictConfig, overrides: list[str], search_path: list[str] = ()) -> Settings:
     """Read and check the sweep part of the config (all of it; nothing runs before this passes)."""
-    train_keys = set(compose([]).keys())
-    sweep_keys = {k for k in cfg.keys() if k not in train_keys} | {"sweep"}
+    sweep_keys = {k for k in cfg.keys() if k not in training_keys()} | {"sweep"}
     _, training = split_overrides(overrides, sweep_keys)
     training = [*(f"hydra.searchpath=[{p}]" for p in search_path), *training]
     node = cfg.sweep
