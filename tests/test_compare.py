@@ -224,11 +224,18 @@ def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_pat
     first.wait()
     done = {p: p.stat().st_mtime for p in evals.glob(f"**/{OUTCOME}")}
     assert done
-    second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    assert "[trial" not in second.stdout, "tuning was finished before the kill: no trial may run again"
+    # resumed by two workers at once: they share the re-runs left (each run once), and both report
+    workers = [subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=900)[0] for w in workers]
+    for w, out in zip(workers, outputs):
+        assert w.returncode == 0, out[-3000:]
+        assert "[trial" not in out, "tuning was finished before the kill: no trial may run again"
     for path, mtime in done.items():
         assert path.stat().st_mtime == mtime, f"{path} was run again"
+    ran = [line.split(":")[0] for out in outputs for line in out.splitlines() if line.startswith("[compare] eval ")]
+    assert ran and len(ran) == len(set(ran)), f"a re-run ran twice: {ran}"
+    assert len(list(evals.glob("**/seed-*.killed-*"))) <= 1, "only the run killed with the first worker is put aside"
     report = (tmp_path / "e2e" / "report.md").read_text()
     assert "| broken | failed: no tuning trial completed (2x IndexError: Target" in report
     for name in ("sgd", "adamw"):
@@ -243,6 +250,26 @@ def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_pat
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert redraw.returncode == 0, redraw.stderr[-2000:]
     assert (tmp_path / "e2e" / "report.md").read_text().split("## Task")[1] == report.split("## Task")[1]
+
+
+def test_a_re_run_lock_excludes_other_workers_and_dies_with_its_holder(tmp_path):
+    from optlab.compare import workers
+
+    run_dir = tmp_path / "eval" / "seed-1"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
+                               "from optlab.compare import workers\n"
+                               f"with workers.holding(Path({str(run_dir)!r})) as mine:\n"
+                               "    print(mine, flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    try:
+        assert holder.stdout.readline().strip() == "True"
+        with workers.holding(run_dir) as mine:
+            assert not mine, "another process holds it"
+    finally:
+        holder.kill()
+        holder.wait()
+    with workers.holding(run_dir) as mine:
+        assert mine, "a killed holder's lock is free at once"
 
 
 def test_the_power_law_fit_recovers_known_exponents():

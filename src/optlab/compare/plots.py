@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optlab.compare import stats
+from optlab.compare import stats, workers
 
 GRID = 60  # points of the common x-grid the seeds' curves are interpolated on
 
@@ -123,6 +123,6 @@ def profiles(times: dict[str, dict[str, float]], path: Path, tau_max: float = 4.
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    workers.replace(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))  # other workers may draw it too
     _pyplot().close(fig)
     return path

@@ -1,11 +1,13 @@
 """What `python compare.py` does: check everything, tune every candidate on every task with the
 same budget, re-run each study's best configuration with fresh seeds, report.
 
-Layout under `<root>/<name>/` (resumable: run the same command again; nothing finished re-runs):
+Layout under `<root>/<name>/` (resumable: run the same command again; nothing finished re-runs; several workers may run the same
+command on one folder at once and share the work):
     protocol.json                 what was asked (a resume with other settings is refused)
     tune.db                       the Optuna studies (sweep.py's machinery: storage, pruning, retries)
     tune/<task>/<candidate>/s<k>/trial-NNNN/     tuning runs (study k = sampler seed tune.seed + k)
     eval/<task>/<candidate>/s<k>/seed-<seed>/    re-runs: outcome.json, curve.jsonl, fit.json
+    eval/<task>/<candidate>/s<k>/seed-<seed>.lock  held by the worker running it (workers.py)
     report.md, report.html, *.png  (optlab.compare.report)
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from optlab import launch
-from optlab.compare import curve
+from optlab.compare import curve, workers
 from optlab.compare.config import Candidate, Protocol, Task, default_space, protocol
 from optlab.launch.job import Job
 from optlab.sweep import driver
@@ -30,6 +32,7 @@ from optlab.validate import ConfigError
 PROTOCOL_FILE = "protocol.json"
 REPORT_KEYS = ("report", "analyses", "alpha", "test", "correction")  # they change the report, not what runs
 RUN_LOG = "run.log"
+WAIT_S = 5.0  # how often a worker looks again at re-runs other workers hold
 
 
 @dataclass
@@ -42,6 +45,15 @@ class StudySettings(driver.Settings):
         job.configure = f"{curve.__name__}.configure_run"
         job.options = {**job.options, "run_dir": str(run_dir)}
         return job
+
+    def launch(self, job: Job, **kwargs) -> dict:
+        outcome = super().launch(job, **kwargs)
+        fit = curve.read_fit(Path(job.run_dir)) or {}
+        RUN_SECONDS.append((outcome.get("wall_s") or 0.0, fit.get("fit_s", 0.0)))
+        return outcome
+
+
+RUN_SECONDS: list[tuple[float, float]] = []  # (wall, fit) of each run this process launched: its cost line
 
 
 @dataclass
@@ -124,7 +136,7 @@ def check_resume(p: Protocol) -> None:
             raise ConfigError(f"comparison {p.name} in {p.dir} was run with other settings ({diff} differ); repeat "
                               "its command to resume it, or start a new one with name=<new name>")
     p.dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_protocol_record(p), indent=2))
+    workers.write_text(path, json.dumps(_protocol_record(p), indent=2))
 
 
 def _protocol_record(p: Protocol) -> dict:
@@ -165,47 +177,57 @@ def finished(run_dir: Path) -> bool:
     return outcome is not None and (outcome["status"] != "ok" or curve.read_fit(run_dir) is not None)
 
 
-def evaluate(cell: Cell, p: Protocol) -> None:
-    """The study's best configuration (the candidate as given when untuned) with each fresh seed."""
+def best_overrides(cell: Cell) -> list[str] | None:
+    """The study's best configuration (none for an untuned candidate); None when tuning failed."""
     from optlab.compare.results import tuning_of
+
+    if not cell.tuned:
+        return []
+    tuning = tuning_of(cell)
+    if tuning.best_value is None:
+        print(f"[compare] {cell.key}: not evaluated: {tuning.failure}", flush=True)
+        return None
+    return tuning.best_overrides
+
+
+def evaluate(cells: list[Cell], p: Protocol) -> None:
+    """Each cell's best configuration with each fresh seed. Re-runs other workers hold (workers.py)
+    are waited for; one whose worker died is run here."""
+    todo = [(cell, params, seed) for cell in cells if (params := best_overrides(cell)) is not None
+            for seed in p.eval_seeds]
+    said = False
+    while todo := [t for t in todo if not evaluate_seed(*t, p)]:
+        if not said:
+            print(f"[compare] waiting for {len(todo)} re-run(s) other workers hold", flush=True)
+            said = True
+        time.sleep(WAIT_S)
+
+
+def evaluate_seed(cell: Cell, params: list[str], seed: int, p: Protocol) -> bool:
+    """Run one re-run unless it is finished or another worker holds it; True once it is finished."""
     from optlab.rundirs import run_id
 
-    s = cell.settings
-    params = []
-    if cell.tuned:
-        tuning = tuning_of(cell)
-        if tuning.best_value is None:
-            print(f"[compare] {cell.key}: not evaluated: {tuning.failure}", flush=True)
-            return
-        params = tuning.best_overrides
-    for seed in p.eval_seeds:
-        run_dir = eval_dir(p, cell, seed)
-        if finished(run_dir):
-            continue
-        if run_dir.exists():  # a run killed with the comparison: keep it aside, start the seed again
+    run_dir = eval_dir(p, cell, seed)
+    if finished(run_dir):
+        return True
+    with workers.holding(run_dir) as mine:
+        if not mine:
+            return False
+        if finished(run_dir):  # finished by another worker between the check and the lock
+            return True
+        if run_dir.exists():  # a killed run: keep it aside, start the seed again
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.killed-{run_id()}"))
+        s = cell.settings
         job = Job(overrides=[*s.training_overrides, *params, f"seed={seed}", "test=true"], run_dir=str(run_dir),
                   threads=s.threads, log_file=None if s.process == "inline" else str(run_dir / RUN_LOG),
                   configure=f"{curve.__name__}.configure_run",
                   options={"run_dir": str(run_dir), "val_every": p.val_every, "monitor": s.metric,
                            "wandb_group": p.name, "wandb_name": f"{cell.key}/seed-{seed}".replace("/", "-")})
         outcome = s.launch(job)
-        metric = (outcome.get("metrics") or {}).get(s.metric)
-        shown = f"{s.metric}={metric:.4f}" if isinstance(metric, float) else f"{outcome['status']}: {outcome['reason']}"
-        print(f"[compare] eval {cell.key} seed {seed}: {shown} ({outcome.get('wall_s', 0):.1f} s) | {run_dir}",
-              flush=True)
-
-
-def run_seconds_since(root: Path, start: float) -> tuple[float, float]:
-    """(wall time, training time) of every run under `root` that finished after `start` (wall
-    clock): the outcome's wall_s (its config, build, fit, test) and fit.json's fit_s."""
-    runs = fit = 0.0
-    for path in root.glob(f"**/{launch.OUTCOME}"):
-        if path.stat().st_mtime >= start:
-            runs += json.loads(path.read_text()).get("wall_s") or 0.0
-            fit_file = path.parent / curve.FIT
-            fit += json.loads(fit_file.read_text()).get("fit_s", 0.0) if fit_file.is_file() else 0.0
-    return runs, fit
+    metric = (outcome.get("metrics") or {}).get(s.metric)
+    shown = f"{s.metric}={metric:.4f}" if isinstance(metric, float) else f"{outcome['status']}: {outcome['reason']}"
+    print(f"[compare] eval {cell.key} seed {seed}: {shown} ({outcome.get('wall_s', 0):.1f} s) | {run_dir}", flush=True)
+    return True
 
 
 def cost_line(cost: dict) -> str:
@@ -242,7 +264,8 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     from optlab.compare.report import write_report
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
-    start_wall, marks = time.time(), [("startup", process_seconds())]
+    marks = [("startup", process_seconds())]
+    RUN_SECONDS.clear()
     if cfg.get("report") == "only":
         p = load_protocol(Path(str(cfg.root)), cfg.get("name") or "")
         cells = plan(_stored_cfg(cfg, p), p, search_path, check=False)
@@ -261,15 +284,14 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     for cell in cells:
         tune(cell, p)
     clock.mark("tune")
-    for cell in cells:
-        evaluate(cell, p)
+    evaluate(cells, p)
     clock.mark("eval")
-    runs = run_seconds_since(p.dir, start_wall)
+    runs = [sum(v) for v in zip(*RUN_SECONDS)] or [0.0, 0.0]
     if p.report:
         write_report(p, cells, clock.cost(*runs))  # its own time is not in its cost line...
     clock.mark("report")
     cost = clock.cost(*runs)  # ...but is in cost.json and here
-    (p.dir / "cost.json").write_text(json.dumps(cost))
+    workers.write_text(p.dir / "cost.json", json.dumps(cost))
     print(f"[compare] cost: {cost_line(cost)}", flush=True)
 
 

@@ -19,7 +19,7 @@ import statistics
 from itertools import combinations
 from pathlib import Path
 
-from optlab.compare import plots, stats
+from optlab.compare import plots, stats, workers
 from optlab.compare.results import collect
 
 TEST_METRIC = "test/acc"
@@ -181,8 +181,8 @@ def write_report(p, cells, cost: dict | None = None) -> Path:
 
         options = {k: v for k, v in analysis.items() if k != "_target_"}
         blocks += get_method(analysis["_target_"])(p, by_task, out, **options)
-    (out / "report.md").write_text(render_md(blocks))
-    (out / "report.html").write_text(render_html(blocks, out, f"comparison {p.name}"))
+    workers.write_text(out / "report.md", render_md(blocks))
+    workers.write_text(out / "report.html", render_html(blocks, out, f"comparison {p.name}"))
     print(render_md([b for b in blocks if b[0] in ("h", "table")]), flush=True)
     print(f"[compare] report: {out / 'report.md'} and {out / 'report.html'}", flush=True)
     return out / "report.md"
