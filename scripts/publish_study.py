@@ -41,9 +41,10 @@ def main() -> None:
 
     command = [sys.executable, "compare.py", f"compare={args.name}", *args.overrides]
     start = time.perf_counter()
+    source = ROOT / "logs" / "compare" / args.name
+    resumed = (source / "protocol.json").is_file()
     if not args.no_run:
         subprocess.run(command, cwd=ROOT, check=True)
-    source = ROOT / "logs" / "compare" / args.name
     report = (source / "report.md").read_text()
     out = ROOT / "docs" / "studies"
     (out / args.name).mkdir(parents=True, exist_ok=True)
@@ -57,10 +58,14 @@ def main() -> None:
     cost_line = "" if cost is None else f"Protocol cost of the last invocation, report included: {describe(cost)}.\n"
     run_line = f"Run {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}, {time.perf_counter() - start:.0f} s in all."
     published = out / f"{args.name}.md"
+    old = re.search(r"^(Run|Resumed) .* at commit .*$", published.read_text(), re.M) if published.is_file() else None
+    earlier = old.group(0).split(" Report redrawn")[0] if old else "Run: see logs/compare/"
     if args.no_run:  # the runs are the published ones: keep their line, say when the report was redrawn
-        old = re.search(r"^Run .* at commit .*$", published.read_text(), re.M) if published.is_file() else None
-        run_line = (old.group(0).split(" Report redrawn")[0] if old else "Run: see logs/compare/") + \
-            f" Report redrawn at commit {commit}."
+        run_line = f"{earlier} Report redrawn at commit {commit}."
+    elif resumed:  # e.g. more seeds (eval.seeds grew): the runs already there were kept
+        run_line = (f"Resumed {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}, "
+                    f"{time.perf_counter() - start:.0f} s, keeping the runs of logs/compare/{args.name}/ "
+                    f"(before: \"{earlier}\").")
     header = ("<!-- written by scripts/publish_study.py; do not edit by hand -->\n"
               f"{run_line}\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n"
               + cost_line + "\n")

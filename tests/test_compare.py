@@ -80,21 +80,25 @@ def test_later_overrides_win_task_then_command_line_then_candidate():
 
 
 def test_a_resume_with_other_settings_is_refused(tmp_path):
-    cfg = compare_cfg(tmp_path, "candidates=[sgd,adamw]", "eval.seeds=2")
-    protocol.check_resume(config.protocol(cfg, [], [CONFIG_DIR]))
-    protocol.check_resume(config.protocol(cfg, [], [CONFIG_DIR]))  # the same: fine
-    other = config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", "eval.seeds=3", "name=sgd-vs-adamw"),
-                            [], [CONFIG_DIR])
+    def resume(*overrides):
+        protocol.check_resume(config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", *overrides), [],
+                                              [CONFIG_DIR]))
+
+    resume("eval.seeds=2")
+    resume("eval.seeds=2")  # the same: fine
     with pytest.raises(ConfigError, match="was run with other settings \\(eval_seeds differ\\)"):
-        protocol.check_resume(other)
-    report_only = config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", "eval.seeds=2", "alpha=0.05",
-                                              "test=welch"), [], [CONFIG_DIR])
-    protocol.check_resume(report_only)  # the level and the test change the report, not the runs
-    assert protocol.load_protocol(tmp_path, "sgd-vs-adamw").alpha == 0.05
+        resume("eval.seeds=1")
+    with pytest.raises(ConfigError, match="was run with other settings \\(trials differ\\)"):
+        resume("eval.seeds=2", "tune.trials=3")
+    resume("eval.seeds=2", "alpha=0.05", "test=welch", "pairs=sgd")  # they change the report, not the runs
+    stored = protocol.load_protocol(tmp_path, "sgd-vs-adamw")
+    assert stored.alpha == 0.05 and stored.tested_pairs() == [("sgd", "adamw")]
+    resume("eval.seeds=4")  # more seeds for a claim: the first two stay
+    assert protocol.load_protocol(tmp_path, "sgd-vs-adamw").eval_seeds == [1000, 1001, 1002, 1003]
     (tmp_path / "moved").mkdir()  # a comparison folder copied elsewhere (a cluster's results on a laptop)
     (tmp_path / "sgd-vs-adamw").rename(tmp_path / "moved" / "sgd-vs-adamw")
     assert protocol.load_protocol(tmp_path / "moved", "sgd-vs-adamw").dir == tmp_path / "moved" / "sgd-vs-adamw"
-    moved = config.protocol(compare_cfg(tmp_path / "moved", "candidates=[sgd,adamw]", "eval.seeds=2"), [], [CONFIG_DIR])
+    moved = config.protocol(compare_cfg(tmp_path / "moved", "candidates=[sgd,adamw]", "eval.seeds=4"), [], [CONFIG_DIR])
     protocol.check_resume(moved)  # where it lives is not one of its settings
 
 
@@ -182,6 +186,10 @@ def test_the_report_states_a_clear_winner_and_no_difference_between_equals(tmp_p
                  "digits_time_to_target.png"):
         assert (p.dir / name).stat().st_size > 1000, name
     assert "data:image/png;base64," in (p.dir / "report.html").read_text()
+    p.pairs = [["a", "c"]]  # one planned contrast (pairs=[[a, c]]): a family of one, nothing to adjust
+    text = write_report(p, cells).read_text()
+    tested = [c for c in (line.strip("| ").split(" | ") for line in text.splitlines()) if len(c) == 7 and c[0] != "A"]
+    assert [c[:5] for c in tested if c[0] != "---"] == [["a", "c", "-0.1350", "0.00216", "0.00216"]]
 
 
 def test_several_tasks_give_performance_profiles_and_scores(tmp_path):
@@ -284,6 +292,17 @@ def test_the_power_law_fit_recovers_known_exponents():
     e, _a, alpha, _b, beta = scaling.fit(n, d, loss)
     assert alpha == pytest.approx(0.5, abs=0.05) and beta == pytest.approx(0.35, abs=0.05)
     assert e == pytest.approx(0.3, abs=0.05)
+
+
+@pytest.mark.parametrize("pairs, message", [
+    ("pairs=adamx", r"pairs='adamx' is invalid: not a candidate's name; choose all, none, one of 'sgd', 'adamw'"),
+    ("pairs=[[sgd,adamx]]", r"pairs\[0\]=\['sgd', 'adamx'\] is invalid: 'adamx' is not a candidate's name"),
+    ("pairs=[[sgd,sgd]]", r"pairs\[0\]=\['sgd', 'sgd'\] is invalid: a candidate against itself"),
+    ("pairs=[sgd,adamw]", r"pairs=\['sgd', 'adamw'\] is invalid: all, a candidate's name \(a baseline\), or \[\[A, B\]"),
+])
+def test_bad_pairs_fail_with_the_key_named(tmp_path, pairs, message):
+    with pytest.raises(ConfigError, match=message):
+        config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", pairs), [], [CONFIG_DIR])
 
 
 def test_an_analysis_must_name_a_function(tmp_path):

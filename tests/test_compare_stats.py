@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from optlab.compare import stats
 from optlab.compare.stats import NEVER, Interval, Reached, holm, mean_ci, permutation_p, time_to_target, verdict, welch
 
 
@@ -98,3 +99,20 @@ def test_holm_adjusts_a_family_of_p_values():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])  # 3x, then max(2x, previous)
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm([0.004]) == [0.004]
+
+
+def test_the_smallest_p_is_the_permutation_p_when_every_seed_of_one_beats_every_seed_of_the_other():
+    for n_a, n_b in ((3, 3), (5, 5), (6, 6), (3, 4)):
+        low, high = list(range(n_a)), list(range(100, 100 + n_b))
+        assert stats.permutation_p(low, high).p == pytest.approx(stats.smallest_p(n_a, n_b))
+    assert stats.smallest_p(5, 5) == pytest.approx(2 / 252) and stats.smallest_p(3, 4) == pytest.approx(1 / 35)
+
+
+def test_the_protocol_says_when_no_winner_can_be_declared():
+    assert stats.why_no_winner_is_possible(5, 1, 0.01, "permutation", "holm") is None  # 0.0079 < 0.01
+    many = stats.why_no_winner_is_possible(5, 15, 0.01, "permutation", "holm")
+    assert "0.00794 x 15 pairs (Holm) = 0.119" in many and "7 seeds would make one possible" in many  # 30/3432
+    assert "pairs=<baseline>" in many
+    assert "5 seeds would make one possible" in stats.why_no_winner_is_possible(3, 1, 0.01, "permutation", "holm")
+    assert stats.why_no_winner_is_possible(5, 15, 0.01, "permutation", "none") is None  # per pair: 0.0079
+    assert stats.why_no_winner_is_possible(5, 15, 0.01, "welch", "holm") is None  # no floor on Welch's p

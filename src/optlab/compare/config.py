@@ -69,6 +69,13 @@ class Protocol:
     run_defaults: list[str] = field(default_factory=list)        # before the task's and the command line's
     training: list[str] = field(default_factory=list)            # the comparison's: after the task's
     analyses: list[dict] = field(default_factory=list)           # extra report sections ({_target_: ..., **options})
+    pairs: list[list[str]] | None = None  # the pairs tested (Holm's family); None: every pair
+
+    def tested_pairs(self) -> list[tuple[str, str]]:
+        names = [c.name for c in self.candidates]
+        if self.pairs is None:
+            return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        return [(a, b) for a, b in self.pairs]
 
 
 def slug(text: str) -> str:
@@ -187,6 +194,33 @@ def _analyses(node) -> list[dict]:
     return found
 
 
+def _pairs(node, candidates: list[Candidate]) -> list[list[str]] | None:
+    """`all` (every pair), a candidate's name (every other one against it: a baseline), a list of
+    [A, B] pairs (planned contrasts): the family of tests Holm's adjustment runs over; `none`."""
+    value = _plain(node)
+    names = [c.name for c in candidates]
+    if value is None or value == "all":
+        return None
+    if value == "none":  # no tests (a scaling study: its fit is the result)
+        return []
+    if isinstance(value, str):
+        if value not in names:
+            raise ConfigError(f"pairs={value!r} is invalid: not a candidate's name; choose all, none, one of "
+                              f"{', '.join(map(repr, names))}, or a list of [A, B] pairs")
+        return [[value, n] for n in names if n != value]
+    ok = isinstance(value, list) and value and all(isinstance(x, list) and len(x) == 2 for x in value)
+    if not ok:
+        raise ConfigError(f"pairs={value!r} is invalid: all, a candidate's name (a baseline), or [[A, B], ...]")
+    for i, (a, b) in enumerate(value):
+        for x in (a, b):
+            if x not in names:
+                raise ConfigError(f"pairs[{i}]={[a, b]!r} is invalid: {x!r} is not a candidate's name; "
+                                  f"choose from {', '.join(map(repr, names))}")
+        if a == b:
+            raise ConfigError(f"pairs[{i}]={[a, b]!r} is invalid: a candidate against itself")
+    return [[a, b] for a, b in value]
+
+
 def _count(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name}={value!r} is invalid: it must be an integer >= {minimum}")
@@ -238,7 +272,8 @@ def protocol(cfg: DictConfig, training_overrides: list[str], config_dirs: list[P
         report=report, metric=str(OmegaConf.select(cfg, "sweep.metric")),
         direction=str(OmegaConf.select(cfg, "sweep.direction")),
         training_overrides=list(training_overrides), run_defaults=_overrides("run_defaults", cfg.get("run_defaults")),
-        training=_overrides("training", cfg.get("training")), analyses=_analyses(cfg.get("analyses")))
+        training=_overrides("training", cfg.get("training")), analyses=_analyses(cfg.get("analyses")),
+        pairs=_pairs(cfg.get("pairs"), candidates))
 
 
 def default_space(optimizer: DictConfig) -> dict:

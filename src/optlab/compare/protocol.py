@@ -22,7 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from optlab import launch
-from optlab.compare import curve, workers
+from optlab.compare import curve, stats, workers
 from optlab.compare.config import Candidate, Protocol, Task, default_space, protocol
 from optlab.launch.job import Job
 from optlab.sweep import driver
@@ -30,7 +30,7 @@ from optlab.sweep.space import SearchSpace
 from optlab.validate import ConfigError
 
 PROTOCOL_FILE = "protocol.json"
-REPORT_KEYS = ("report", "analyses", "alpha", "test", "correction")  # they change the report, not what runs
+REPORT_KEYS = ("report", "analyses", "alpha", "test", "correction", "pairs")  # they change the report, not what runs
 RUN_LOG = "run.log"
 WAIT_S = 5.0  # how often a worker looks again at re-runs other workers hold
 
@@ -131,10 +131,12 @@ def check_resume(p: Protocol) -> None:
     path = p.dir / PROTOCOL_FILE
     if path.is_file():
         stored = {k: v for k, v in json.loads(path.read_text()).items() if k not in (*REPORT_KEYS, "dir")}
+        if mine["eval_seeds"][:len(stored.get("eval_seeds", []))] == stored.get("eval_seeds"):
+            stored["eval_seeds"] = mine["eval_seeds"]  # more seeds for a claim: the runs done are kept
         if stored != mine:
             diff = ", ".join(k for k in mine if stored.get(k) != mine[k])
             raise ConfigError(f"comparison {p.name} in {p.dir} was run with other settings ({diff} differ); repeat "
-                              "its command to resume it, or start a new one with name=<new name>")
+                              "its command to resume it (eval.seeds may grow), or start a new one with name=<new name>")
     p.dir.mkdir(parents=True, exist_ok=True)
     workers.write_text(path, json.dumps(_protocol_record(p), indent=2))
 
@@ -281,6 +283,10 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     clock.mark("plan")
     print(f"[compare] {p.name}: {len(p.candidates)} candidates x {len(p.tasks)} tasks x {p.studies} studies, "
           f"{p.trials} tuning trials and {len(p.eval_seeds)} seeds each; in {p.dir}/", flush=True)
+    power = stats.why_no_winner_is_possible(len(p.eval_seeds) * p.studies, len(p.tested_pairs()), p.alpha, p.test,
+                                            p.correction)
+    if power:  # descriptive results may be all the user wants; say it before the compute, not after
+        print(f"[compare] warning: {power}", flush=True)
     for cell in cells:
         tune(cell, p)
     clock.mark("tune")

@@ -16,7 +16,6 @@ import html
 import json
 import math
 import statistics
-from itertools import combinations
 from pathlib import Path
 
 from optlab.compare import plots, stats, workers
@@ -106,7 +105,8 @@ def pairwise_blocks(p, entries) -> list:
 
     higher = p.direction == "maximize"
     tested, untested = [], []
-    for a, b in combinations(entries, 2):
+    by_name = {e.candidate: e for e in entries}
+    for a, b in ((by_name[x], by_name[y]) for x, y in p.tested_pairs() if x in by_name and y in by_name):
         x, y = a.finals(p.metric), b.finals(p.metric)
         if len(x) < 2 or len(y) < 2:
             untested.append([a.candidate, b.candidate, "-", "-", "-", "-",
@@ -123,9 +123,16 @@ def pairwise_blocks(p, entries) -> list:
         return []
     other_name = "welch" if p.test == "permutation" else "permutation"
     adjusted_name = f"p Holm ({len(tested)} pairs)" if p.correction == "holm" else "p (not adjusted)"
-    return [("h", 3, f"Pairwise: {p.metric}, {p.test} test at level {p.alpha:g} (two-sided), verdicts on "
+    seeds = min((len(t.finals(p.metric)) for t in entries), default=0)
+    power = stats.why_no_winner_is_possible(seeds, len(tested), p.alpha, p.test, p.correction) if tested else None
+    return [("h", 3, f"Pairwise: {p.metric}, {p.test} test at level {p.alpha:g} (two-sided) over {_which_pairs(p)}, verdicts on "
                      + ("Holm-adjusted p-values" if p.correction == "holm" else "unadjusted p-values")),
+            *([("p", f"With these seeds {power}.")] if power else []),
             ("table", ["A", "B", "mean A - B", f"p ({p.test})", adjusted_name, f"p ({other_name})", "verdict"], rows)]
+
+
+def _which_pairs(p) -> str:
+    return "every pair" if p.pairs is None else f"{len(p.pairs)} planned pairs (pairs=)" if p.pairs else "no pairs"
 
 
 def profile_blocks(p, entries_by_task, out: Path) -> list:
@@ -155,8 +162,8 @@ def protocol_blocks(p, cells, cost: dict | None) -> list:
               f"pruner {s.pruner.get('_target_', '-')}, {p.direction} {p.metric}"),
              f"re-runs: the best configuration of each study with seeds {p.eval_seeds}, full budget, no pruning",
              (f"statistics: 95% expanded-percentile bootstrap CI of the mean over seeds; medians with a percentile "
-              f"bootstrap; {p.test} test, winner declared at p < {p.alpha:g}"
-              + (" after Holm's adjustment over the pairs of a task" if p.correction == "holm" else ""))]
+              f"bootstrap; {p.test} test over {_which_pairs(p)}, winner declared at p < {p.alpha:g}"
+              + (" after Holm's adjustment over the tested pairs of a task" if p.correction == "holm" else ""))]
     if cost and "runs_s" in cost:
         from optlab.compare.protocol import cost_line
 

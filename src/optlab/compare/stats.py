@@ -10,6 +10,9 @@ another, and how sure we are, from a handful of seeds.
   Hence the default of 5 seeds as the least for an interval; tests/test_compare_stats.py checks it.
 - `welch`: the difference of means, Welch's t-test (unequal variances) and its two-sided p.
 - `permutation_p`: the same question without a normality assumption (exact for small samples).
+- `smallest_p` / `why_no_winner_is_possible`: the least p a permutation test can give with these
+  seeds; with k pairs under Holm a winner needs k x that below alpha, and the protocol says so
+  before it runs (5 seeds a side: 2/252, so 2 pairs at most at 0.01).
 - `verdict`: "A better" / "B better" only when the test says so at the stated level; otherwise
   "no difference shown", which is a result, not a failure.
 - `time_to_target`: the first evaluation at or past a target (examples, steps, seconds), inf when
@@ -123,6 +126,27 @@ def permutation_p(a, b, resamples: int = 20_000, seed: int = 0) -> Test:
     extreme = np.sum(diffs >= observed - 1e-12 * max(1.0, abs(observed)))
     p = extreme / total if total <= resamples else (extreme + 1) / (resamples + 1)
     return Test(float(np.mean(x) - np.mean(y)), float(p), "permutation", len(x), len(y))
+
+
+def smallest_p(n_a: int, n_b: int, resamples: int = 20_000) -> float:
+    """The least two-sided p `permutation_p` can return for samples of these sizes: the observed
+    split alone (and its mirror, with equal sizes) as extreme, of every split or of `resamples`."""
+    total = math.comb(n_a + n_b, n_a)
+    return (2 if n_a == n_b else 1) / total if total <= resamples else 1 / (resamples + 1)
+
+
+def why_no_winner_is_possible(n: int, pairs: int, alpha: float, test: str, correction: str) -> str | None:
+    """Why no pair can be declared a winner with `n` seeds a candidate, or None when one can."""
+    if test != "permutation" or n < 2 or pairs < 1:
+        return None
+    k = pairs if correction == "holm" else 1
+    if k * smallest_p(n, n) < alpha:
+        return None
+    need = next(m for m in itertools.count(n + 1) if k * smallest_p(m, m) < alpha)
+    family = f" x {pairs} pairs (Holm) = {k * smallest_p(n, n):.3g}" if k > 1 else ""
+    return (f"no winner can be declared: with {n} seeds a candidate the smallest permutation p is "
+            f"{smallest_p(n, n):.3g}{family}, not below alpha={alpha:g}; {need} seeds would make one possible"
+            + (", or fewer pairs (pairs=<baseline> or [[A, B], ...])" if k > 1 else ""))
 
 
 def holm(ps: list[float]) -> list[float]:
