@@ -2,7 +2,7 @@
 every rank's tensor, any sizes, from two all_reduce(sum) calls (the shapes, then one zero row per
 rank that each rank fills with its own tensor, so the sum is every rank's value, exactly). The
 strategy's `all_gather` and max/min `reduce` use it, and torchmetrics objects get
-`gather_for_metrics` as their `dist_sync_fn`.
+`all_gather_list` as their `dist_sync_fn` (its signature is torchmetrics' gather_all_tensors').
 """
 
 from __future__ import annotations
@@ -38,7 +38,3 @@ def all_gather_list(tensor: Tensor, group=None, algorithm: str = "ring") -> list
     all_reduce(rows, op="sum", algorithm=algorithm, group=group)
     return [rows[(r, *(slice(0, s) for s in shape))].to(dtype) for r, shape in enumerate(shape_list)]
 
-
-def gather_for_metrics(tensor: Tensor, group=None, algorithm: str = "ring") -> list[Tensor]:
-    """torchmetrics' `dist_sync_fn` signature (what gather_all_tensors does, through ours)."""
-    return all_gather_list(tensor, group=group, algorithm=algorithm)

@@ -74,10 +74,9 @@ from lightning_utilities.core.rank_zero import rank_zero_only as utils_rank_zero
 from torch import Tensor
 
 from optlab.distributed.buckets import GradientBuckets, _BufferBroadcaster, broadcast_tensors
-from optlab.distributed.collectives import all_reduce, broadcast
-from optlab.distributed.gather import all_gather_list, gather_for_metrics
+from optlab.distributed.collectives import ALGORITHMS, all_reduce, broadcast
+from optlab.distributed.gather import all_gather_list
 
-ALGORITHMS = ("naive", "tree", "ring")
 START_METHODS = ("popen", "spawn", "fork", "forkserver")
 BACKENDS = ("gloo", "nccl", "mpi")
 
@@ -88,7 +87,7 @@ def check_options(algorithm="ring", bucket_mb=25, backend=None, start_method="po
         raise ValueError(f"strategy.{key}={value!r} is invalid: it must be {must} (set it with `strategy.{key}=...`)")
 
     if algorithm not in ALGORITHMS:
-        bad("algorithm", algorithm, "naive, tree or ring")
+        bad("algorithm", algorithm, f"{', '.join(ALGORITHMS[:-1])} or {ALGORITHMS[-1]}")
     if isinstance(bucket_mb, bool) or not isinstance(bucket_mb, (int, float)) or not bucket_mb > 0:
         bad("bucket_mb", bucket_mb, "a number of MiB > 0")
     if backend is not None and backend not in BACKENDS:
@@ -266,7 +265,7 @@ class AllReduceStrategy(ParallelStrategy):
             return
         for module in self.lightning_module.modules():
             if isinstance(module, Metric) and module.dist_sync_fn is None:
-                module.dist_sync_fn = partial(gather_for_metrics, algorithm=self.algorithm)
+                module.dist_sync_fn = partial(all_gather_list, algorithm=self.algorithm)
 
     @property
     def gradient_syncs(self) -> int:
