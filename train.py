@@ -13,8 +13,8 @@ import hydra
 from omegaconf import DictConfig
 
 from optlab.cli import exit_on_config_error, preflight
-from optlab.rundirs import pin_sweep_id
 from optlab.run import optimized_metric, run_job
+from optlab.rundirs import pin_sweep_id
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")

@@ -46,10 +46,12 @@ def machine() -> str:
     mem = ""
     if hasattr(os, "sysconf") and "SC_PHYS_PAGES" in os.sysconf_names:
         mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM"
-    return (f"{platform.system()} {platform.release()} {platform.machine()}, {_cpu_model()}, "
-            f"{os.cpu_count()} logical CPUs{mem}; Python {platform.python_version()}, "
-            f"torch {_version('torch')}, lightning {_version('lightning')}, hydra-core {_version('hydra-core')}, "
-            f"wandb {_version('wandb')}")
+    return (
+        f"{platform.system()} {platform.release()} {platform.machine()}, {_cpu_model()}, "
+        f"{os.cpu_count()} logical CPUs{mem}; Python {platform.python_version()}, "
+        f"torch {_version('torch')}, lightning {_version('lightning')}, hydra-core {_version('hydra-core')}, "
+        f"wandb {_version('wandb')}"
+    )
 
 
 def load() -> str:
@@ -62,10 +64,16 @@ def load() -> str:
 
 def code_version() -> str:
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "conf", "train.py"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "conf", "train.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return f"git {commit}" + (" + uncommitted changes in src/, conf/ or train.py" if dirty else "")
@@ -85,20 +93,24 @@ def table(headers: list[str], rows: list[list], align: str | None = None) -> str
     """A markdown table, padded so it also reads well on a terminal. align: 'l'/'r' per column."""
     cells = [[str(c) for c in row] for row in rows]
     align = align or "l" + "r" * (len(headers) - 1)
-    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h))
-              for i, h in enumerate(headers)]
+    widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
 
     def line(values):
-        return "| " + " | ".join(v.rjust(w) if a == "r" else v.ljust(w)
-                                 for v, w, a in zip(values, widths, align)) + " |"
+        return (
+            "| " + " | ".join(v.rjust(w) if a == "r" else v.ljust(w) for v, w, a in zip(values, widths, align)) + " |"
+        )
 
     rule = "| " + " | ".join("-" * (w - 1) + ":" if a == "r" else "-" * w for w, a in zip(widths, align)) + " |"
     return "\n".join([line([str(h) for h in headers]), rule, *(line(r) for r in cells)])
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "median": statistics.median(values),
-            "min": min(values), "max": max(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def append_section(title: str, body: str, started: datetime.datetime, load_before: str, path: Path = DOCS) -> None:
@@ -107,13 +119,15 @@ def append_section(title: str, body: str, started: datetime.datetime, load_befor
     if not path.exists() or not path.read_text().strip():
         path.write_text(INTRO)
     stamp = started.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = (f"\n## {title}: {stamp}\n\n"
-               f"- Command: `{command()}` (from the repository root)\n"
-               f"- Machine: {machine()}\n"
-               f"- Code: {code_version()}\n"
-               f"- Load average (1 / 5 / 15 min): {load_before} before, {load()} after; other processes on the "
-               f"machine skew timings\n\n"
-               f"{body.strip()}\n")
+    section = (
+        f"\n## {title}: {stamp}\n\n"
+        f"- Command: `{command()}` (from the repository root)\n"
+        f"- Machine: {machine()}\n"
+        f"- Code: {code_version()}\n"
+        f"- Load average (1 / 5 / 15 min): {load_before} before, {load()} after; other processes on the "
+        f"machine skew timings\n\n"
+        f"{body.strip()}\n"
+    )
     with path.open("a") as f:
         f.write(section)
     print(f"\nappended to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")

@@ -88,8 +88,12 @@ def _wrap_fit(built) -> None:
 wrap(optlab.cli, "preflight", after="preflight: compose + validate every job", before="train.py until preflight")
 wrap(optlab.run, "train", after="train() returned", before="Hydra main: compose again, run dir, logging, .hydra/")
 wrap(optlab.run, "validate", after="train(): validate")
-wrap(optlab.run, "_instantiate_all", after="train(): seed, instantiate data, model, callbacks, loggers, trainer",
-     on_result=_wrap_fit)
+wrap(
+    optlab.run,
+    "_instantiate_all",
+    after="train(): seed, instantiate data, model, callbacks, loggers, trainer",
+    on_result=_wrap_fit,
+)
 
 os.chdir(ROOT)
 sys.argv = [str(ROOT / "train.py"), *sys.argv[1:]]

@@ -59,8 +59,9 @@ def worker(rank: int, world: int, store: str, sizes: list[int], repeats: int, mi
     from optlab.distributed.collectives import all_reduce
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(minutes=10))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world, timeout=datetime.timedelta(minutes=10)
+    )
     calls = {"gloo": dist.all_reduce, **{a: (lambda t, a=a: all_reduce(t, algorithm=a)) for a in IMPLS[:3]}}
 
     def timed(fn, x, iters):
@@ -82,14 +83,17 @@ def worker(rank: int, world: int, store: str, sizes: list[int], repeats: int, mi
         iters = max(1, min(2000, round(min_time / max(first.values()))))
         times, cpus = {name: [] for name in IMPLS}, {name: [] for name in IMPLS}
         for r in range(repeats):
-            for name in IMPLS[r % 4:] + IMPLS[:r % 4]:
+            for name in IMPLS[r % 4 :] + IMPLS[: r % 4]:
                 wall, cpu = timed(calls[name], x, iters)
                 times[name].append(wall)
                 cpus[name].append(cpu)
         results.append({"bytes": size, "iters": iters, "times": times, "cpus": cpus})
         if rank == 0:
-            print(f"  N={world} {_fmt_bytes(size):>8}: " + "  ".join(
-                f"{n} {_fmt_time(statistics.median(t))}" for n, t in times.items()), flush=True)
+            print(
+                f"  N={world} {_fmt_bytes(size):>8}: "
+                + "  ".join(f"{n} {_fmt_time(statistics.median(t))}" for n, t in times.items()),
+                flush=True,
+            )
         del x
     if rank == 0:
         Path(out).write_text(json.dumps(results))
@@ -100,8 +104,10 @@ def run_world(world: int, sizes: list[int], args) -> list[dict]:
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         out = f"{tmp}/results.json"
-        procs = [ctx.Process(target=worker, args=(r, world, f"{tmp}/store", sizes, args.repeats, args.min_time, out))
-                 for r in range(world)]
+        procs = [
+            ctx.Process(target=worker, args=(r, world, f"{tmp}/store", sizes, args.repeats, args.min_time, out))
+            for r in range(world)
+        ]
         for p in procs:
             p.start()
         for p in procs:
@@ -133,8 +139,20 @@ def main() -> None:
     while s <= args.max_mb * 2**20:
         sizes.append(s)
         s *= args.step
-    headers = ["N", "size", "naive GB/s", "tree GB/s", "ring GB/s", "gloo GB/s", "ring / gloo", "fastest",
-               "gloo time/call", "spread", "CPU/call gloo", "CPU ring / gloo"]
+    headers = [
+        "N",
+        "size",
+        "naive GB/s",
+        "tree GB/s",
+        "ring GB/s",
+        "gloo GB/s",
+        "ring / gloo",
+        "fastest",
+        "gloo time/call",
+        "spread",
+        "CPU/call gloo",
+        "CPU ring / gloo",
+    ]
     # ring / gloo: median over rounds of the within-round busbw ratio; CPU: medians of CPU time per call
     rows, ratios, fastest = [], {}, {}
     for world in args.world_sizes:
@@ -149,9 +167,19 @@ def main() -> None:
             fastest[world, size] = max(IMPLS, key=bw.get)
             spread = max(max(t) / min(t) - 1 for t in times.values())
             cpu = {n: statistics.median(c) for n, c in res["cpus"].items()}
-            rows.append([world, _fmt_bytes(size), *(f"{bw[n]:.3f}" if bw[n] < 1 else f"{bw[n]:.2f}" for n in IMPLS),
-                         f"{ratios[world, size]:.2f}x", fastest[world, size], _fmt_time(med["gloo"]),
-                         f"{spread * 100:.0f}%", _fmt_time(cpu["gloo"]), f"{cpu['ring'] / cpu['gloo']:.2f}x"])
+            rows.append(
+                [
+                    world,
+                    _fmt_bytes(size),
+                    *(f"{bw[n]:.3f}" if bw[n] < 1 else f"{bw[n]:.2f}" for n in IMPLS),
+                    f"{ratios[world, size]:.2f}x",
+                    fastest[world, size],
+                    _fmt_time(med["gloo"]),
+                    f"{spread * 100:.0f}%",
+                    _fmt_time(cpu["gloo"]),
+                    f"{cpu['ring'] / cpu['gloo']:.2f}x",
+                ]
+            )
         print(f"{world} processes: {time.time() - t0:.0f} s", flush=True)
     text = _report.table(headers, rows)
 
@@ -159,28 +187,35 @@ def main() -> None:
     if checked:
         worst_size, worst = min(checked, key=lambda c: c[1])
         met = worst >= TARGET_RATIO
-        verdict = (f"Target ring >= {TARGET_RATIO}x gloo's busbw from 16 MiB up with 2 processes: "
-                   f"**{'met' if met else 'not met'}** (ring / gloo {', '.join(f'{r:.2f}x' for _, r in checked)} "
-                   f"for {', '.join(_fmt_bytes(s) for s, _ in checked)}; "
-                   f"lowest {worst:.2f}x at {_fmt_bytes(worst_size)}).")
+        verdict = (
+            f"Target ring >= {TARGET_RATIO}x gloo's busbw from 16 MiB up with 2 processes: "
+            f"**{'met' if met else 'not met'}** (ring / gloo {', '.join(f'{r:.2f}x' for _, r in checked)} "
+            f"for {', '.join(_fmt_bytes(s) for s, _ in checked)}; "
+            f"lowest {worst:.2f}x at {_fmt_bytes(worst_size)})."
+        )
     else:
         verdict = "Target not checked: the run had no 2-process sizes of 16 MiB or more."
-    wins = "; ".join(f"N={w}: " + ", ".join(f"{_fmt_bytes(s)} {fastest[w, s]}" for s in sizes)
-                     for w in args.world_sizes)
-    setup = (f"float32 tensors, sizes {_fmt_bytes(sizes[0])} to {_fmt_bytes(sizes[-1])}; world sizes "
-             f"{', '.join(map(str, args.world_sizes))} (processes on one machine, gloo over TCP loopback, one torch "
-             f"thread each; more processes than CPU cores means oversubscribed); {args.repeats} rounds per size, each "
-             f"timing naive, tree, ring and gloo once in rotating order after a warm-up call of each; a timing is "
-             f"`iters` back-to-back calls lasting about {args.min_time:g} s (at least one), a call's time the slowest "
-             f"rank's; the median round is reported; ring / gloo is the median of the within-round ratios. "
-             f"busbw = S / t * 2(N-1)/N (nccl-tests' all-reduce bus bandwidth), "
-             f"GB/s = 1e9 B/s. Spread = largest (max/min - 1) over the rounds of any of the four at that size. "
-             f"CPU/call = CPU time (user + system, all threads) per call summed over the ranks, median round: "
-             f"the work done, which other load on the machine disturbs less than the wall-clock time.")
+    wins = "; ".join(
+        f"N={w}: " + ", ".join(f"{_fmt_bytes(s)} {fastest[w, s]}" for s in sizes) for w in args.world_sizes
+    )
+    setup = (
+        f"float32 tensors, sizes {_fmt_bytes(sizes[0])} to {_fmt_bytes(sizes[-1])}; world sizes "
+        f"{', '.join(map(str, args.world_sizes))} (processes on one machine, gloo over TCP loopback, one torch "
+        f"thread each; more processes than CPU cores means oversubscribed); {args.repeats} rounds per size, each "
+        f"timing naive, tree, ring and gloo once in rotating order after a warm-up call of each; a timing is "
+        f"`iters` back-to-back calls lasting about {args.min_time:g} s (at least one), a call's time the slowest "
+        f"rank's; the median round is reported; ring / gloo is the median of the within-round ratios. "
+        f"busbw = S / t * 2(N-1)/N (nccl-tests' all-reduce bus bandwidth), "
+        f"GB/s = 1e9 B/s. Spread = largest (max/min - 1) over the rounds of any of the four at that size. "
+        f"CPU/call = CPU time (user + system, all threads) per call summed over the ranks, median round: "
+        f"the work done, which other load on the machine disturbs less than the wall-clock time."
+    )
     print(f"\n{setup}\n\n{text}\n\n{verdict}\nFastest per size: {wins}")
-    body = (f"Our `optlab.distributed.all_reduce(algorithm=naive|tree|ring)` (send/recv only) vs "
-            f"`torch.distributed.all_reduce` on gloo, same process group, side by side. {setup}\n\n{text}\n\n"
-            f"{verdict}\n\nFastest per size: {wins}.\n")
+    body = (
+        f"Our `optlab.distributed.all_reduce(algorithm=naive|tree|ring)` (send/recv only) vs "
+        f"`torch.distributed.all_reduce` on gloo, same process group, side by side. {setup}\n\n{text}\n\n"
+        f"{verdict}\n\nFastest per size: {wins}.\n"
+    )
     if not args.no_record:
         _report.append_section("All-reduce bus bandwidth: naive / tree / ring vs gloo", body, started, load_before)
 

@@ -53,11 +53,14 @@ def main() -> None:
                 plain += low <= truth <= high
             rows.append([name, n, f"{ours / args.sims:.3f}", f"{plain / args.sims:.3f}"])
             print(rows[-1], flush=True)
-    text = _report.table(["data", "seeds", "coverage: compare.py (expanded percentile)", "plain percentile"], rows,
-                         align="lrrr")
-    body = (f"{args.sims} simulated comparisons per row, {args.resamples} bootstrap resamples per interval, "
-            f"stated level 0.95; a row's coverage has a standard error of about "
-            f"{math.sqrt(0.95 * 0.05 / args.sims):.3f}.\n\n{text}")
+    text = _report.table(
+        ["data", "seeds", "coverage: compare.py (expanded percentile)", "plain percentile"], rows, align="lrrr"
+    )
+    body = (
+        f"{args.sims} simulated comparisons per row, {args.resamples} bootstrap resamples per interval, "
+        f"stated level 0.95; a row's coverage has a standard error of about "
+        f"{math.sqrt(0.95 * 0.05 / args.sims):.3f}.\n\n{text}"
+    )
     print(body)
     if not args.no_append:
         _report.append_section("Bootstrap coverage of compare.py's 95% interval", body, started, load_before)

@@ -99,8 +99,9 @@ def one_run(overrides: list[str]) -> dict:
     before = run_dirs()
     with tempfile.TemporaryFile(mode="w+") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "train.py", *overrides], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "train.py", *overrides], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         sampler = TreeSampler(proc.pid)
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
@@ -160,25 +161,34 @@ def main() -> None:
     headers = ["run", *(h for _, h, _ in COLUMNS)]
     rows = [[str(r["run_dir"].name), *(fmt.format(r[k]) for k, _, fmt in COLUMNS)] for r in results]
     for stat in ("mean", "min", "max"):
-        rows.append([f"**{stat}**", *(fmt.format(_report.summary([r[k] for r in results])[stat])
-                                       for k, _, fmt in COLUMNS)])
+        rows.append(
+            [f"**{stat}**", *(fmt.format(_report.summary([r[k] for r in results])[stat]) for k, _, fmt in COLUMNS)]
+        )
     text = _report.table(headers, rows)
     print(f"\n`{command}`, {args.runs} runs\n\n{text}")
 
     same = len({(r["test_acc"], r["val_acc_best"]) for r in results}) == 1
     exit_growth = statistics.median(r["rss_child_mb"] - r["rss_main_mb"] for r in results)
-    body = (f"`{command}` run {args.runs} times, one after another. Command wall is the whole command; "
-            "\"inside train()\" is `wall_time_s` of the run's metrics.json; the rest is interpreter start, imports, "
-            "config composition and teardown. CPU time is user + system of train.py and the children it waited "
-            "for. \"Peak RSS in train()\" is `peak_rss_mb` of metrics.json (measured when train() returns); "
-            "\"whole life\" is ru_maxrss from wait4, interpreter exit included; the process tree peak sums "
-            "train.py and its children (wandb-core), sampled every 0.1 s.\n\n"
-            f"{text}\n\n"
-            + ("Accuracy was identical in every run (same seed).\n" if same
-               else "Accuracy differed between runs with the same seed.\n")
-            + (f"train.py's peak RSS over its whole life exceeds `peak_rss_mb` of metrics.json by {exit_growth:.0f} MB "
-               "(median): the peak comes after train() returns.\n" if exit_growth > 0.05 * results[0]["rss_main_mb"]
-               else ""))
+    body = (
+        f"`{command}` run {args.runs} times, one after another. Command wall is the whole command; "
+        '"inside train()" is `wall_time_s` of the run\'s metrics.json; the rest is interpreter start, imports, '
+        "config composition and teardown. CPU time is user + system of train.py and the children it waited "
+        'for. "Peak RSS in train()" is `peak_rss_mb` of metrics.json (measured when train() returns); '
+        '"whole life" is ru_maxrss from wait4, interpreter exit included; the process tree peak sums '
+        "train.py and its children (wandb-core), sampled every 0.1 s.\n\n"
+        f"{text}\n\n"
+        + (
+            "Accuracy was identical in every run (same seed).\n"
+            if same
+            else "Accuracy differed between runs with the same seed.\n"
+        )
+        + (
+            f"train.py's peak RSS over its whole life exceeds `peak_rss_mb` of metrics.json by {exit_growth:.0f} MB "
+            "(median): the peak comes after train() returns.\n"
+            if exit_growth > 0.05 * results[0]["rss_main_mb"]
+            else ""
+        )
+    )
     if not args.no_record:
         _report.append_section("Default run (`python train.py`)", body, started, load_before)
 

@@ -68,8 +68,7 @@ def algorithms():
     return {
         "sgd": (SGD, torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4), True),
         "rmsprop": (RMSprop, torch.optim.RMSprop, dict(lr=1e-3), False),
-        "rmsprop centered+momentum": (RMSprop, torch.optim.RMSprop,
-                                      dict(lr=1e-3, centered=True, momentum=0.9), False),
+        "rmsprop centered+momentum": (RMSprop, torch.optim.RMSprop, dict(lr=1e-3, centered=True, momentum=0.9), False),
         "adam": (Adam, torch.optim.Adam, dict(lr=1e-3), True),
         "adam amsgrad": (Adam, torch.optim.Adam, dict(lr=1e-3, amsgrad=True), True),
         "adamw": (AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2), True),
@@ -136,7 +135,7 @@ def time_steps(impls: dict, args, sync, warmup: int, repeats: int, steps: int) -
         first[name] = time.perf_counter() - start
     names = list(impls)
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             opt = impls[name][0]
             sync()
             start = time.perf_counter()
@@ -144,8 +143,10 @@ def time_steps(impls: dict, args, sync, warmup: int, repeats: int, steps: int) -
                 opt.step()
             sync()
             samples[name].append((time.perf_counter() - start) / steps)
-    return {name: {"first": first[name], "samples": samples[name], "median": statistics.median(samples[name])}
-            for name in impls}
+    return {
+        name: {"first": first[name], "samples": samples[name], "median": statistics.median(samples[name])}
+        for name in impls
+    }
 
 
 def run_elementwise(name: str, base, args, sync) -> dict:
@@ -198,8 +199,9 @@ def run_muon(base, args, sync) -> tuple[dict, dict]:
     sync()
     info = {"matrices": ", ".join(f"{n} {tuple(p.shape)}" for n, p, _ in matrices), "ns": time.perf_counter() - start}
 
-    print(f"muon: Newton-Schulz alone {info['ns'] * 1e3:.0f} ms; one step on the full set for its state ...",
-          flush=True)
+    print(
+        f"muon: Newton-Schulz alone {info['ns'] * 1e3:.0f} ms; one step on the full set for its state ...", flush=True
+    )
     params = copies(base)  # the whole set: Muon on the hidden convs, AdamW on stem, head and 1-D params
     full = Muon([(n, p) for (n, _, _), p in zip(base, params)], **hp)
     if args.muon_full:
@@ -212,8 +214,10 @@ def run_muon(base, args, sync) -> tuple[dict, dict]:
     split = full.split()
     info["full_memory"] = state_ratio(full, params)
     numel = {n: p.numel() for n, p, _ in base}
-    info["full_split"] = ", ".join(f"{side} on {len(names)} tensors ({sum(numel[n] for n in names) / 1e6:.2f}M params)"
-                                   for side, names in (("Muon", split["muon"]), ("AdamW", split["adamw"])))
+    info["full_split"] = ", ".join(
+        f"{side} on {len(names)} tensors ({sum(numel[n] for n in names) / 1e6:.2f}M params)"
+        for side, names in (("Muon", split["muon"]), ("AdamW", split["adamw"]))
+    )
     return results, info
 
 
@@ -223,16 +227,24 @@ def fmt_ratio(x: float | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--algorithms", nargs="+", default=DEFAULT_ALGORITHMS,
-                        help=f"subset of: {', '.join(DEFAULT_ALGORITHMS)} (quote names with spaces)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)")
+    parser.add_argument(
+        "--algorithms",
+        nargs="+",
+        default=DEFAULT_ALGORITHMS,
+        help=f"subset of: {', '.join(DEFAULT_ALGORITHMS)} (quote names with spaces)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)"
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed samples per implementation (interleaved)")
     parser.add_argument("--steps", type=int, default=5, help="optimizer steps per timed sample")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (the compiled path compiles here)")
     parser.add_argument("--muon-repeats", type=int, default=3, help="timed single steps of Muon per implementation")
     parser.add_argument("--muon-full", action="store_true", help="also time ours on the full set (~1 min/step on CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip ours compiled")
-    parser.add_argument("--warm-cache", action="store_true", help="keep inductor's on-disk cache (compile looks cheaper)")
+    parser.add_argument(
+        "--warm-cache", action="store_true", help="keep inductor's on-disk cache (compile looks cheaper)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     args = parser.parse_args()
@@ -252,8 +264,11 @@ def main() -> None:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     base = resnet18_params(device)
     n_params = sum(p.numel() for _, p, _ in base)
-    print(f"resnet18: {len(base)} tensors, {n_params / 1e6:.1f}M params, device {device}, "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"resnet18: {len(base)} tensors, {n_params / 1e6:.1f}M params, device {device}, "
+        f"torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
 
     results, muon = {}, None
     for name in args.algorithms:
@@ -263,7 +278,9 @@ def main() -> None:
         else:
             results[name] = run_elementwise(name, base, args, sync)
         for label, r in results[name].items():
-            print(f"{name:28s} {label:16s} {r['median'] * 1e3:9.2f} ms/step  (first steps {r['first']:.1f} s)", flush=True)
+            print(
+                f"{name:28s} {label:16s} {r['median'] * 1e3:9.2f} ms/step  (first steps {r['first']:.1f} s)", flush=True
+            )
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     # The step-time table.
@@ -275,12 +292,30 @@ def main() -> None:
             med = r["median"]
             spreads.append(max(r["samples"]) / min(r["samples"]) - 1)
             extra = max(0.0, r["first"] - args.warmup * med) if name != "muon" else max(0.0, r["first"] - med)
-            rows.append([name if label == next(iter(res)) else "", label, f"{med * 1e3:.2f}",
-                         f"{min(r['samples']) * 1e3:.2f}",
-                         fmt_ratio(med / foreach if foreach else None), fmt_ratio(med / fused if fused else None),
-                         f"{extra:.1f}", f"{r['memory']:.2f}", r["exact"]])
-    headers = ["algorithm", "implementation", "median ms/step", "min ms/step", "vs torch foreach",
-               "vs torch fused", "first steps, extra s", "state/param bytes", "final params vs torch foreach"]
+            rows.append(
+                [
+                    name if label == next(iter(res)) else "",
+                    label,
+                    f"{med * 1e3:.2f}",
+                    f"{min(r['samples']) * 1e3:.2f}",
+                    fmt_ratio(med / foreach if foreach else None),
+                    fmt_ratio(med / fused if fused else None),
+                    f"{extra:.1f}",
+                    f"{r['memory']:.2f}",
+                    r["exact"],
+                ]
+            )
+    headers = [
+        "algorithm",
+        "implementation",
+        "median ms/step",
+        "min ms/step",
+        "vs torch foreach",
+        "vs torch fused",
+        "first steps, extra s",
+        "state/param bytes",
+        "final params vs torch foreach",
+    ]
     step_table = _report.table(headers, rows, align="llrrrrrrl")
     noise = statistics.median(spreads)
 
@@ -288,14 +323,25 @@ def main() -> None:
     mrows = []
     for name, res in results.items():
         if name == "muon":
-            mrows.append([f"muon ({muon['matrices']})", f"{res[OURS]['memory']:.3f}", "", "", "",
-                          f"{res['torch Muon']['memory']:.3f} (torch Muon)"])
+            mrows.append(
+                [
+                    f"muon ({muon['matrices']})",
+                    f"{res[OURS]['memory']:.3f}",
+                    "",
+                    "",
+                    "",
+                    f"{res['torch Muon']['memory']:.3f} (torch Muon)",
+                ]
+            )
             mrows.append([f"muon, full resnet18 ({muon['full_split']})", f"{muon['full_memory']:.3f}", "", "", "", ""])
             continue
-        get = lambda label: f"{res[label]['memory']:.3f}" if label in res else ""  # noqa: E731
+        get = lambda label, res=res: f"{res[label]['memory']:.3f}" if label in res else ""  # noqa: E731
         mrows.append([name, get(OURS), get(COMPILED), get(LOOP), get(FOREACH), get(FUSED)])
-    mem_table = _report.table(["algorithm", "ours", "ours compiled", "torch for-loop", "torch foreach", "torch fused / other"],
-                              mrows, align="lrrrrr")
+    mem_table = _report.table(
+        ["algorithm", "ours", "ours compiled", "torch for-loop", "torch foreach", "torch fused / other"],
+        mrows,
+        align="lrrrrr",
+    )
 
     # Verdicts, from the medians above.
     verdicts = []
@@ -307,14 +353,18 @@ def main() -> None:
             ratio = ours / res[label]["median"]
             ok = "met" if ratio <= 1.0 else ("NOT met (within this run's noise)" if ratio <= 1 + noise else "NOT met")
             by_min = min(res[OURS]["samples"]) / min(res[label]["samples"])
-            verdicts.append(f"- {name}: ours {ours * 1e3:.2f} ms vs {label} {res[label]['median'] * 1e3:.2f} ms "
-                            f"= {ratio:.2f}x: {ok} (fastest samples: {by_min:.2f}x)")
+            verdicts.append(
+                f"- {name}: ours {ours * 1e3:.2f} ms vs {label} {res[label]['median'] * 1e3:.2f} ms "
+                f"= {ratio:.2f}x: {ok} (fastest samples: {by_min:.2f}x)"
+            )
     if "muon" in results:  # torch's Muon has one implementation, a for-loop
         ours, theirs = results["muon"][OURS], results["muon"]["torch Muon"]
         ratio, by_min = ours["median"] / theirs["median"], min(ours["samples"]) / min(theirs["samples"])
         ok = "met" if ratio <= 1.0 else ("NOT met (within this run's noise)" if ratio <= 1 + noise else "NOT met")
-        verdicts.append(f"- muon (fc.weight): ours {ours['median'] * 1e3:.0f} ms vs torch Muon {theirs['median'] * 1e3:.0f} ms "
-                        f"= {ratio:.2f}x: {ok} (fastest samples: {by_min:.2f}x)")
+        verdicts.append(
+            f"- muon (fc.weight): ours {ours['median'] * 1e3:.0f} ms vs torch Muon {theirs['median'] * 1e3:.0f} ms "
+            f"= {ratio:.2f}x: {ok} (fastest samples: {by_min:.2f}x)"
+        )
     for name in ("sgd", "adam", "adamw"):
         res = results.get(name)
         if not res or FUSED not in res:
@@ -324,42 +374,59 @@ def main() -> None:
             if label in res:
                 ratio = res[label]["median"] / fused
                 by_min = min(res[label]["samples"]) / min(res[FUSED]["samples"])
-                verdicts.append(f"- {name}: {label} {res[label]['median'] * 1e3:.2f} ms vs torch fused {fused * 1e3:.2f} ms "
-                                f"= {ratio:.2f}x: {'met' if ratio <= TARGET_FUSED else 'NOT met'} (target <= "
-                                f"{TARGET_FUSED}x; fastest samples: {by_min:.2f}x)")
+                verdicts.append(
+                    f"- {name}: {label} {res[label]['median'] * 1e3:.2f} ms vs torch fused {fused * 1e3:.2f} ms "
+                    f"= {ratio:.2f}x: {'met' if ratio <= TARGET_FUSED else 'NOT met'} (target <= "
+                    f"{TARGET_FUSED}x; fastest samples: {by_min:.2f}x)"
+                )
     verdict_text = "\n".join(verdicts)
 
     muon_text = ""
     if muon:
         ours = results["muon"][OURS]["median"]
-        muon_text = (f"Muon: torch.optim.Muon takes 2-D params only, so ours and torch's are timed on ResNet-18's "
-                     f"2-D params ({muon['matrices']}). Newton-Schulz alone on it: {muon['ns'] * 1e3:.0f} ms, "
-                     f"{muon['ns'] / ours * 100:.0f}% of our step: the elementwise part does not matter and the "
-                     "fused target does not apply.")
+        muon_text = (
+            f"Muon: torch.optim.Muon takes 2-D params only, so ours and torch's are timed on ResNet-18's "
+            f"2-D params ({muon['matrices']}). Newton-Schulz alone on it: {muon['ns'] * 1e3:.0f} ms, "
+            f"{muon['ns'] / ours * 100:.0f}% of our step: the elementwise part does not matter and the "
+            "fused target does not apply."
+        )
         if "full" in muon:
-            muon_text += (f" Ours on the full set ({muon['full_split']}): {muon['full']['median']:.1f} s/step.")
-    workload = (f"torchvision resnet18(weights=None) parameters: {len(base)} tensors, {n_params / 1e6:.2f}M float32 "
-                f"params on {device}; fixed random grads; torch threads {torch.get_num_threads()}; {args.warmup} warm-up "
-                f"steps, then {args.repeats} interleaved samples of {args.steps} steps per implementation "
-                f"(Muon: 1 warm-up, {args.muon_repeats} single steps); inductor cache "
-                f"{'warm (kept)' if args.warm_cache else 'cold (fresh directory)'}")
-    noise_text = (f"Run-to-run spread within an implementation (max/min sample - 1): median {noise * 100:.0f}%, "
-                  f"largest {max(spreads) * 100:.0f}%.")
+            muon_text += f" Ours on the full set ({muon['full_split']}): {muon['full']['median']:.1f} s/step."
+    workload = (
+        f"torchvision resnet18(weights=None) parameters: {len(base)} tensors, {n_params / 1e6:.2f}M float32 "
+        f"params on {device}; fixed random grads; torch threads {torch.get_num_threads()}; {args.warmup} warm-up "
+        f"steps, then {args.repeats} interleaved samples of {args.steps} steps per implementation "
+        f"(Muon: 1 warm-up, {args.muon_repeats} single steps); inductor cache "
+        f"{'warm (kept)' if args.warm_cache else 'cold (fresh directory)'}"
+    )
+    noise_text = (
+        f"Run-to-run spread within an implementation (max/min sample - 1): median {noise * 100:.0f}%, "
+        f"largest {max(spreads) * 100:.0f}%."
+    )
     hps = "; ".join(f"{n}: {algorithms()[n][2]}" for n in results if n != "muon")
-    print(f"\n{workload}\n\n{step_table}\n\nstate bytes / param bytes:\n{mem_table}\n\n{noise_text}\n{muon_text}\n\n"
-          f"targets:\n{verdict_text}")
+    print(
+        f"\n{workload}\n\n{step_table}\n\nstate bytes / param bytes:\n{mem_table}\n\n{noise_text}\n{muon_text}\n\n"
+        f"targets:\n{verdict_text}"
+    )
 
-    body = (f"Workload: {workload}. Hyperparameters: {hps}; Muon lr 0.02, weight_decay 0.1. \"first steps, extra s\" = "
-            "time of the warm-up steps minus that many median steps (for ours compiled: the compile). \"vs\" columns: "
-            "median / median.\n\n"
-            f"{step_table}\n\n{noise_text} {muon_text}\n\n"
-            "Memory each optimizer keeps per parameter (bytes of the tensors in optimizer.state / bytes of the params, "
-            "measured after the steps; step counters included):\n\n"
-            f"{mem_table}\n\nTargets (ours <= torch's for-loop and foreach; SGD/Adam/AdamW <= {TARGET_FUSED}x torch fused):\n\n"
-            f"{verdict_text}\n")
+    body = (
+        f'Workload: {workload}. Hyperparameters: {hps}; Muon lr 0.02, weight_decay 0.1. "first steps, extra s" = '
+        'time of the warm-up steps minus that many median steps (for ours compiled: the compile). "vs" columns: '
+        "median / median.\n\n"
+        f"{step_table}\n\n{noise_text} {muon_text}\n\n"
+        "Memory each optimizer keeps per parameter (bytes of the tensors in optimizer.state / bytes of the params, "
+        "measured after the steps; step counters included):\n\n"
+        f"{mem_table}\n\nTargets (ours <= torch's for-loop and foreach; SGD/Adam/AdamW <= {TARGET_FUSED}x torch fused):\n\n"
+        f"{verdict_text}\n"
+    )
     if not args.no_record:
-        _report.append_section(f"Optimizer step on ResNet-18 parameters ({device.type}, {torch.get_num_threads()} "
-                               f"thread{'s' if torch.get_num_threads() > 1 else ''})", body, started, load_before)
+        _report.append_section(
+            f"Optimizer step on ResNet-18 parameters ({device.type}, {torch.get_num_threads()} "
+            f"thread{'s' if torch.get_num_threads() > 1 else ''})",
+            body,
+            started,
+            load_before,
+        )
     if cache is not None:
         cache.cleanup()
 

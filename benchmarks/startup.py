@@ -35,8 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _report  # noqa: E402
 
 ROOT = _report.ROOT
-RUN = ["trainer.max_epochs=1", "++trainer.limit_train_batches=2", "test=false",
-       "+callbacks.first_step._target_=benchmarks._timers.FirstStepTimer"]
+RUN = [
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=2",
+    "test=false",
+    "+callbacks.first_step._target_=benchmarks._timers.FirstStepTimer",
+]
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -70,8 +74,11 @@ def probe() -> list[tuple[str, float, list[str]]]:
     """(phase, seconds, packages first imported in it) from launch to the first training batch."""
     with tempfile.TemporaryDirectory() as tmp:
         probe_file, times_file = Path(tmp, "probe.json"), Path(tmp, "times.json")
-        t0, _, _ = launch([sys.executable, str(ROOT / "benchmarks" / "_startup_probe.py"), *RUN],
-                          OPTLAB_BENCH_PROBE=str(probe_file), OPTLAB_BENCH_TIMES=str(times_file))
+        t0, _, _ = launch(
+            [sys.executable, str(ROOT / "benchmarks" / "_startup_probe.py"), *RUN],
+            OPTLAB_BENCH_PROBE=str(probe_file),
+            OPTLAB_BENCH_TIMES=str(times_file),
+        )
         p, fit = json.loads(probe_file.read_text()), json.loads(times_file.read_text())
     marks = [("interpreter start (python -> first line of the probe)", p["start"], [])]
     marks += [(name, t, new) for name, t, new in p["marks"]]
@@ -87,8 +94,9 @@ def probe() -> list[tuple[str, float, list[str]]]:
 def import_times() -> tuple[dict[str, float], float]:
     """Self time of every import of one `python -X importtime train.py` run, by top-level package."""
     with tempfile.TemporaryDirectory() as tmp:
-        _, _, output = launch([sys.executable, "-X", "importtime", "train.py", *RUN],
-                              OPTLAB_BENCH_TIMES=str(Path(tmp, "times.json")))
+        _, _, output = launch(
+            [sys.executable, "-X", "importtime", "train.py", *RUN], OPTLAB_BENCH_TIMES=str(Path(tmp, "times.json"))
+        )
     by_package: dict[str, float] = {}
     for line in output.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
@@ -118,13 +126,18 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {lg: [] for lg in args.loggers}
     phase_runs: list[list[tuple[str, float, list[str]]]] = []
     for r in range(args.repeats):
-        for logger in args.loggers[r % len(args.loggers):] + args.loggers[:r % len(args.loggers)]:
+        for logger in args.loggers[r % len(args.loggers) :] + args.loggers[: r % len(args.loggers)]:
             runs[logger].append(first_step(logger))
-            print(f"repeat {r + 1}/{args.repeats} logger={logger:6s} first step after "
-                  f"{runs[logger][-1]['first_step_s']:.2f} s, command {runs[logger][-1]['wall_s']:.2f} s", flush=True)
+            print(
+                f"repeat {r + 1}/{args.repeats} logger={logger:6s} first step after "
+                f"{runs[logger][-1]['first_step_s']:.2f} s, command {runs[logger][-1]['wall_s']:.2f} s",
+                flush=True,
+            )
         phase_runs.append(probe())
-        print(f"repeat {r + 1}/{args.repeats} probe: first step after {sum(s for _, s, _ in phase_runs[-1]):.2f} s",
-              flush=True)
+        print(
+            f"repeat {r + 1}/{args.repeats} probe: first step after {sum(s for _, s, _ in phase_runs[-1]):.2f} s",
+            flush=True,
+        )
     packages, import_total = import_times()
 
     # 1. loggers
@@ -136,53 +149,76 @@ def main() -> None:
         extra = ""
         if base and logger != base:
             extra = f"{fs - statistics.median(v['first_step_s'] for v in runs[base]):+.2f}"
-        rows.append([f"logger={logger}", f"{fs:.2f}", extra, f"{wall:.2f}",
-                     ", ".join(f"{v['first_step_s']:.2f}" for v in values)])
-    loggers_table = _report.table(["command", "to first step (s)", "vs logger=none (s)", "whole command (s)",
-                                   "runs: to first step (s)"], rows)
+        rows.append(
+            [
+                f"logger={logger}",
+                f"{fs:.2f}",
+                extra,
+                f"{wall:.2f}",
+                ", ".join(f"{v['first_step_s']:.2f}" for v in values),
+            ]
+        )
+    loggers_table = _report.table(
+        ["command", "to first step (s)", "vs logger=none (s)", "whole command (s)", "runs: to first step (s)"], rows
+    )
 
     # 2. phases (median per phase, in the order of the first run)
     names = [name for name, _, _ in phase_runs[0]]
-    medians = {name: statistics.median(dict((n, s) for n, s, _ in run).get(name, 0.0) for run in phase_runs)
-               for name in names}
+    medians = {
+        name: statistics.median(dict((n, s) for n, s, _ in run).get(name, 0.0) for run in phase_runs) for name in names
+    }
     imported = {name: new for name, _, new in phase_runs[0]}
     total = sum(medians.values())
-    phase_rows = [[name, f"{medians[name]:.2f}", f"{medians[name] / total * 100:.0f}%",
-                   ", ".join(imported[name][:8]) + (" ..." if len(imported[name]) > 8 else "")] for name in names]
+    phase_rows = [
+        [
+            name,
+            f"{medians[name]:.2f}",
+            f"{medians[name] / total * 100:.0f}%",
+            ", ".join(imported[name][:8]) + (" ..." if len(imported[name]) > 8 else ""),
+        ]
+        for name in names
+    ]
     phase_rows.append(["**to the first training batch**", f"{total:.2f}", "100%", ""])
-    phases_table = _report.table(["phase (in order)", "median (s)", "share", "packages first imported there"],
-                                 phase_rows, align="lrrl")
+    phases_table = _report.table(
+        ["phase (in order)", "median (s)", "share", "packages first imported there"], phase_rows, align="lrrl"
+    )
 
     # 3. imports by package
-    top = list(packages.items())[:args.top]
+    top = list(packages.items())[: args.top]
     rest = import_total - sum(s for _, s in top)
     pkg_rows = [[name, f"{s:.2f}", f"{s / import_total * 100:.0f}%"] for name, s in top]
-    pkg_rows += [[f"{len(packages) - len(top)} other packages", f"{rest:.2f}", f"{rest / import_total * 100:.0f}%"],
-                 ["**all imports**", f"{import_total:.2f}", "100%"]]
+    pkg_rows += [
+        [f"{len(packages) - len(top)} other packages", f"{rest:.2f}", f"{rest / import_total * 100:.0f}%"],
+        ["**all imports**", f"{import_total:.2f}", "100%"],
+    ]
     packages_table = _report.table(["top-level package", "import self time (s)", "share"], pkg_rows)
 
     imports = sum(v for k, v in medians.items() if k.startswith("import "))
     wandb_start = sum(v for k, v in medians.items() if "W&B" in k)
     fit = sum(v for k, v in medians.items() if k.startswith("fit:"))
-    summary = (f"Of {total:.2f} s to the first batch: train.py's top-level imports (torch, lightning, hydra, "
-               f"optlab) {imports:.2f} s ({imports / total * 100:.0f}%), the W&B run start {wandb_start:.2f} s "
-               f"({wandb_start / total * 100:.0f}%), Lightning's fit up to the first batch {fit:.2f} s, the rest "
-               "(interpreter, config, instantiation) "
-               f"{total - imports - wandb_start - fit:.2f} s.")
+    summary = (
+        f"Of {total:.2f} s to the first batch: train.py's top-level imports (torch, lightning, hydra, "
+        f"optlab) {imports:.2f} s ({imports / total * 100:.0f}%), the W&B run start {wandb_start:.2f} s "
+        f"({wandb_start / total * 100:.0f}%), Lightning's fit up to the first batch {fit:.2f} s, the rest "
+        "(interpreter, config, instantiation) "
+        f"{total - imports - wandb_start - fit:.2f} s."
+    )
     run = " ".join(RUN)
     print(f"\n`python -c pass`: {python_s:.3f} s\n\n{loggers_table}\n\n{phases_table}\n\n{summary}\n\n{packages_table}")
-    body = (f"`<run>` = `{run}`: one epoch of 2 batches, no test, and a callback that records the wall-clock "
-            "time of the first training batch. Clock from right before the process starts. Medians of "
-            f"{args.repeats} runs (loggers interleaved); `python -c pass` takes {python_s:.3f} s.\n\n"
-            "Time to the first training step of `python train.py <run> logger=X`:\n\n"
-            f"{loggers_table}\n\n"
-            "Where the time goes with the default logger (W&B, offline): benchmarks/_startup_probe.py "
-            "runs train.py in-process after importing train.py's imports one by one, and marks the end of each "
-            "phase:\n\n"
-            f"{phases_table}\n\n{summary}\n\n"
-            "Import time by top-level package (`python -X importtime train.py <run>`, one run, self time "
-            "summed per package; a package's time includes nothing it imports from other packages):\n\n"
-            f"{packages_table}\n")
+    body = (
+        f"`<run>` = `{run}`: one epoch of 2 batches, no test, and a callback that records the wall-clock "
+        "time of the first training batch. Clock from right before the process starts. Medians of "
+        f"{args.repeats} runs (loggers interleaved); `python -c pass` takes {python_s:.3f} s.\n\n"
+        "Time to the first training step of `python train.py <run> logger=X`:\n\n"
+        f"{loggers_table}\n\n"
+        "Where the time goes with the default logger (W&B, offline): benchmarks/_startup_probe.py "
+        "runs train.py in-process after importing train.py's imports one by one, and marks the end of each "
+        "phase:\n\n"
+        f"{phases_table}\n\n{summary}\n\n"
+        "Import time by top-level package (`python -X importtime train.py <run>`, one run, self time "
+        "summed per package; a package's time includes nothing it imports from other packages):\n\n"
+        f"{packages_table}\n"
+    )
     if not args.no_record:
         _report.append_section("Startup: `python train.py` to the first training step", body, started, load_before)
 

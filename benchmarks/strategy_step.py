@@ -53,8 +53,12 @@ VARIANTS = {  # name -> strategy overrides
     "naive": ["strategy=allreduce", "strategy.algorithm=naive"],
     "ring-copy": ["strategy=allreduce", "strategy.algorithm=ring", "++strategy.gradient_as_bucket_view=false"],
     "ring-4mb": ["strategy=allreduce", "strategy.algorithm=ring", "strategy.bucket_mb=4"],
-    "ring-4mb-overlap": ["strategy=allreduce", "strategy.algorithm=ring", "strategy.bucket_mb=4",
-                         "++strategy.overlap=true"],
+    "ring-4mb-overlap": [
+        "strategy=allreduce",
+        "strategy.algorithm=ring",
+        "strategy.bucket_mb=4",
+        "++strategy.overlap=true",
+    ],
 }
 LABELS = {
     "ddp": "strategy=ddp (gloo all-reduce, overlapped with backward)",
@@ -85,37 +89,64 @@ class StepTimes(Callback):
         if self.calls == self.warmup + self.steps + 1:
             import torch
 
-            info = {"times": self.times, "cpu": (time.process_time() - self.cpu) / self.steps,
-                    "threads": torch.get_num_threads(),
-                    "params": sum(p.numel() for p in pl_module.parameters()),
-                    "grad_mb": sum(p.numel() * p.element_size() for p in pl_module.parameters()) / 2**20,
-                    "buckets_mb": getattr(trainer.strategy, "bucket_sizes_mb", None),
-                    "early": getattr(trainer.strategy, "early_sends", None), "step": trainer.global_step}
+            info = {
+                "times": self.times,
+                "cpu": (time.process_time() - self.cpu) / self.steps,
+                "threads": torch.get_num_threads(),
+                "params": sum(p.numel() for p in pl_module.parameters()),
+                "grad_mb": sum(p.numel() * p.element_size() for p in pl_module.parameters()) / 2**20,
+                "buckets_mb": getattr(trainer.strategy, "bucket_sizes_mb", None),
+                "early": getattr(trainer.strategy, "early_sends", None),
+                "step": trainer.global_step,
+            }
             Path(f"{self.out}.rank{trainer.global_rank}.json").write_text(json.dumps(info))
 
 
 def one_run(variant: str, args, workdir: Path, tag: str) -> dict:
     steps = args.warmup + args.steps + 1
     out = workdir / tag
-    overrides = [*MODELS[args.model], "data=synthetic", f"data.batch_size={args.batch}",
-                 f"data.num_samples={args.batch * 2 * steps}", "trainer.devices=2", "trainer.max_epochs=1",
-                 f"optimizer={args.optimizer}", "logger=none", "callbacks=none", "test=false",
-                 "++trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-                 "trainer.num_sanity_val_steps=0", f"paths.log_dir={workdir / 'logs'}",
-                 "+callbacks.step_times._target_=benchmarks.strategy_step.StepTimes",
-                 f"+callbacks.step_times.out={out}",
-                 f"+callbacks.step_times.warmup={args.warmup}", f"+callbacks.step_times.steps={args.steps}",
-                 *VARIANTS[variant], *args.overrides]
+    overrides = [
+        *MODELS[args.model],
+        "data=synthetic",
+        f"data.batch_size={args.batch}",
+        f"data.num_samples={args.batch * 2 * steps}",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        f"optimizer={args.optimizer}",
+        "logger=none",
+        "callbacks=none",
+        "test=false",
+        "++trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.num_sanity_val_steps=0",
+        f"paths.log_dir={workdir / 'logs'}",
+        "+callbacks.step_times._target_=benchmarks.strategy_step.StepTimes",
+        f"+callbacks.step_times.out={out}",
+        f"+callbacks.step_times.warmup={args.warmup}",
+        f"+callbacks.step_times.steps={args.steps}",
+        *VARIANTS[variant],
+        *args.overrides,
+    ]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "WANDB_MODE": "offline"}
-    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     ranks = [out.with_name(f"{out.name}.rank{r}.json") for r in (0, 1)]
     if result.returncode != 0 or not all(p.exists() for p in ranks):
         raise RuntimeError(f"{variant} failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
     infos = [json.loads(p.read_text()) for p in ranks]
     # the median step of each rank (robust to bursts of other load), the slower rank's
-    return {**infos[0], "s_per_step": max(statistics.median(i["times"]) for i in infos),
-            "cpu_per_step": sum(i["cpu"] for i in infos), "overrides": overrides}
+    return {
+        **infos[0],
+        "s_per_step": max(statistics.median(i["times"]) for i in infos),
+        "cpu_per_step": sum(i["cpu"] for i in infos),
+        "overrides": overrides,
+    }
 
 
 def _paired_worker(rank: int, port: int, args, out: str) -> None:
@@ -157,7 +188,7 @@ def _paired_worker(rank: int, port: int, args, out: str) -> None:
         names = ["ddp", *ours]
         times = {n: [] for n in names}
         for i in range(args.warmup + args.paired_steps):
-            for name in names[i % len(names):] + names[:i % len(names)]:
+            for name in names[i % len(names) :] + names[: i % len(names)]:
                 dist.barrier()
                 start = time.perf_counter()
                 step(name)
@@ -187,13 +218,30 @@ def paired(args) -> tuple[str, str]:
     rows = []
     for name, values in times.items():
         within = statistics.median(v / d for v, d in zip(values, times["ddp"]))
-        rows.append([name, f"{statistics.median(values) * 1000:.1f}", f"{min(values) * 1000:.1f}",
-                     f"{statistics.median(values) / ddp:.3f}", f"{within:.3f}"])
-    table = _report_module().table(["step (forward, backward, gradient average, SGD update)", "median ms",
-                                    "best ms", "median / ddp's", "median of per-round ratios"], rows)
+        rows.append(
+            [
+                name,
+                f"{statistics.median(values) * 1000:.1f}",
+                f"{min(values) * 1000:.1f}",
+                f"{statistics.median(values) / ddp:.3f}",
+                f"{within:.3f}",
+            ]
+        )
+    table = _report_module().table(
+        [
+            "step (forward, backward, gradient average, SGD update)",
+            "median ms",
+            "best ms",
+            "median / ddp's",
+            "median of per-round ratios",
+        ],
+        rows,
+    )
     ring = statistics.median(v / d for v, d in zip(times["ours ring"], times["ddp"]))
-    summary = (f"Paired: ours (ring) {ring:.3f}x DDP's step time, round by round "
-               f"({'within' if ring <= args.target else 'above'} the {args.target:g}x target).")
+    summary = (
+        f"Paired: ours (ring) {ring:.3f}x DDP's step time, round by round "
+        f"({'within' if ring <= args.target else 'above'} the {args.target:g}x target)."
+    )
     return table, summary
 
 
@@ -212,11 +260,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="batch per rank")
     parser.add_argument("--model", choices=sorted(MODELS), default="resnet10w")
     parser.add_argument("--optimizer", default="sgd")
-    parser.add_argument("--variants", default="ddp,ring,tree,naive",
-                        help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants", default="ddp,ring,tree,naive", help=f"comma-separated, from: {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--target", type=float, default=1.15, help="allowed s/step ratio to ddp")
-    parser.add_argument("--paired-steps", type=int, default=30,
-                        help="steps of each in the paired measurement (0: skip it)")
+    parser.add_argument(
+        "--paired-steps", type=int, default=30, help="steps of each in the paired measurement (0: skip it)"
+    )
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run")
     args = parser.parse_args()
@@ -232,16 +282,19 @@ def main() -> None:
     info, buckets = None, {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 run = one_run(name, args, Path(tmp), f"{name}-{r}")
                 info = info or run
                 buckets[name] = run.get("buckets_mb")
                 results[name].append(run["s_per_step"])
                 cpu[name].append(run["cpu_per_step"])
-                early = f" ({run['early']} buckets sent during backward in {run['step']} steps)" if run.get("early") \
-                    else ""
-                print(f"repeat {r + 1}/{args.repeats} {name:10s} {run['s_per_step'] * 1000:8.1f} ms/step{early}",
-                      flush=True)
+                early = (
+                    f" ({run['early']} buckets sent during backward in {run['step']} steps)" if run.get("early") else ""
+                )
+                print(
+                    f"repeat {r + 1}/{args.repeats} {name:10s} {run['s_per_step'] * 1000:8.1f} ms/step{early}",
+                    flush=True,
+                )
 
     ddp, ddp_best = statistics.median(results["ddp"]), min(results["ddp"])
     rows = []
@@ -251,43 +304,75 @@ def main() -> None:
         sizes = buckets.get(name)
         bucket_col = f"{len(sizes)} ({min(sizes):.1f}-{max(sizes):.1f} MB)" if sizes else "gloo's"
         cpu_med = statistics.median(cpu[name])
-        rows.append([LABELS[name], bucket_col, f"{med * 1000:.1f}", f"{med / ddp:.3f}", verdict, f"{best * 1000:.1f}",
-                     f"{best / ddp_best:.3f}", f"{cpu_med * 1000:.0f}",
-                     f"{cpu_med / statistics.median(cpu['ddp']):.3f}",
-                     ", ".join(f"{v * 1000:.0f}" for v in results[name])])
-    text = _report.table(["variant", "buckets", "median ms/step", "ratio to ddp", f"<= {args.target:g}x",
-                          "best ms/step", "best / ddp best", "CPU ms/step", "CPU / ddp", "runs (ms/step)"], rows)
+        rows.append(
+            [
+                LABELS[name],
+                bucket_col,
+                f"{med * 1000:.1f}",
+                f"{med / ddp:.3f}",
+                verdict,
+                f"{best * 1000:.1f}",
+                f"{best / ddp_best:.3f}",
+                f"{cpu_med * 1000:.0f}",
+                f"{cpu_med / statistics.median(cpu['ddp']):.3f}",
+                ", ".join(f"{v * 1000:.0f}" for v in results[name]),
+            ]
+        )
+    text = _report.table(
+        [
+            "variant",
+            "buckets",
+            "median ms/step",
+            "ratio to ddp",
+            f"<= {args.target:g}x",
+            "best ms/step",
+            "best / ddp best",
+            "CPU ms/step",
+            "CPU / ddp",
+            "runs (ms/step)",
+        ],
+        rows,
+    )
     ours = {n: statistics.median(results[n]) / ddp for n in names if n != "ddp"}
     spreads = [(max(v) / min(v) - 1) * 100 for v in results.values()]
-    workload = (f"`--model {args.model}` ({' '.join(MODELS[args.model])}): {info['params'] / 1e6:.2f} M parameters, "
-                f"{info['grad_mb']:.1f} MB of gradients; synthetic data, batch {args.batch} per rank x 2 processes "
-                f"(CPU, gloo, {info['threads']} torch thread(s) per process), optimizer={args.optimizer}; "
-                f"{args.steps} steps timed after {args.warmup}, median step of the slower rank; {args.repeats} "
-                f"interleaved repeats")
+    workload = (
+        f"`--model {args.model}` ({' '.join(MODELS[args.model])}): {info['params'] / 1e6:.2f} M parameters, "
+        f"{info['grad_mb']:.1f} MB of gradients; synthetic data, batch {args.batch} per rank x 2 processes "
+        f"(CPU, gloo, {info['threads']} torch thread(s) per process), optimizer={args.optimizer}; "
+        f"{args.steps} steps timed after {args.warmup}, median step of the slower rank; {args.repeats} "
+        f"interleaved repeats"
+    )
     default = "ring" if "ring" in ours else min(ours, key=ours.get)
-    summary = (f"strategy=allreduce ({LABELS[default].split('allreduce ')[-1]}): {ours[default]:.3f}x DDP's median "
-               f"seconds per step ({'within' if ours[default] <= args.target else 'above'} the {args.target:g}x "
-               f"target); best of the repeats {min(results[default]) / ddp_best:.3f}x; CPU time per step "
-               f"{statistics.median(cpu[default]) / statistics.median(cpu['ddp']):.3f}x. Run-to-run spread within a "
-               f"variant (max/min - 1): median {statistics.median(spreads):.0f}%, largest {max(spreads):.0f}%: "
-               "differences smaller than that are not resolved by this run.")
+    summary = (
+        f"strategy=allreduce ({LABELS[default].split('allreduce ')[-1]}): {ours[default]:.3f}x DDP's median "
+        f"seconds per step ({'within' if ours[default] <= args.target else 'above'} the {args.target:g}x "
+        f"target); best of the repeats {min(results[default]) / ddp_best:.3f}x; CPU time per step "
+        f"{statistics.median(cpu[default]) / statistics.median(cpu['ddp']):.3f}x. Run-to-run spread within a "
+        f"variant (max/min - 1): median {statistics.median(spreads):.0f}%, largest {max(spreads):.0f}%: "
+        "differences smaller than that are not resolved by this run."
+    )
     print(f"\n{workload}\n\n{text}\n\n{summary}")
     paired_md = ""
     if args.paired_steps:
         print("\npaired: DDP's and our step alternating in the same 2 processes ...", flush=True)
         ptable, psummary = paired(args)
         print(f"\n{ptable}\n\n{psummary}")
-        paired_md = (f"\nPaired, less exposed to other load: the same network and batch in 2 processes "
-                     f"(torch.multiprocessing, gloo, 1 thread each) without Lightning, {args.paired_steps} steps of "
-                     "each after warm-up, DDP's step and ours (buffer broadcast + GradientBuckets, 25 MiB, as the "
-                     "strategy does it) "
-                     "alternating, so a burst of other load hits neighbouring steps of both; a step's time is the "
-                     f"slower rank's.\n\n{ptable}\n\n{psummary}\n")
+        paired_md = (
+            f"\nPaired, less exposed to other load: the same network and batch in 2 processes "
+            f"(torch.multiprocessing, gloo, 1 thread each) without Lightning, {args.paired_steps} steps of "
+            "each after warm-up, DDP's step and ours (buffer broadcast + GradientBuckets, 25 MiB, as the "
+            "strategy does it) "
+            "alternating, so a burst of other load hits neighbouring steps of both; a step's time is the "
+            f"slower rank's.\n\n{ptable}\n\n{psummary}\n"
+        )
     if not args.no_record:
-        body = (f"Workload: {workload}. Every run is `python train.py <workload> <variant>` with callbacks=none, "
-                f"logger=none, no progress bar, plus a timing callback.\n\n{text}\n\n{summary}\n{paired_md}")
-        _report.append_section("strategy=allreduce vs strategy=ddp, seconds per training step", body, started,
-                               load_before)
+        body = (
+            f"Workload: {workload}. Every run is `python train.py <workload> <variant>` with callbacks=none, "
+            f"logger=none, no progress bar, plus a timing callback.\n\n{text}\n\n{summary}\n{paired_md}"
+        )
+        _report.append_section(
+            "strategy=allreduce vs strategy=ddp, seconds per training step", body, started, load_before
+        )
 
 
 if __name__ == "__main__":

@@ -31,14 +31,24 @@ from benchmarks import _report  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 # One torch thread per trial everywhere: the digits net gains nothing from two, and two threads
 # slow it ~4x when other work shares the cores (measured while writing this).
-QUIET = ["logger=none", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "report=false",
-         "sweep.threads=1"]
+QUIET = [
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "report=false",
+    "sweep.threads=1",
+]
 
 
 def start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *QUIET, *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "WANDB_SILENT": "true"})
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "sweep.py"), *QUIET, *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "WANDB_SILENT": "true"},
+    )
 
 
 def finish(procs: list[subprocess.Popen]) -> None:
@@ -56,16 +66,26 @@ def study_stats(storage: str, name: str) -> dict:
     states = {}
     for t in trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    return {"best": study.best_value, "epochs": sum(t.user_attrs.get("epochs") or 0 for t in trials),
-            "trials": len(trials), "states": ", ".join(f"{n} {k.lower()}" for k, n in sorted(states.items())),
-            "best_params": study.best_trial.params}
+    return {
+        "best": study.best_value,
+        "epochs": sum(t.user_attrs.get("epochs") or 0 for t in trials),
+        "trials": len(trials),
+        "states": ", ".join(f"{n} {k.lower()}" for k, n in sorted(states.items())),
+        "best_params": study.best_trial.params,
+    }
 
 
-LABELS = {"median": "median pruner (default)", "hyperband": "Hyperband", "asha": "ASHA (successive halving)",
-          "none": "no pruning"}
+LABELS = {
+    "median": "median pruner (default)",
+    "hyperband": "Hyperband",
+    "asha": "ASHA (successive halving)",
+    "none": "no pruning",
+}
 
 
-def pruning_arms(logs: Path, trials: int, epochs: int, seeds: list[int], pruners: list[str], parallel: int) -> list[dict]:
+def pruning_arms(
+    logs: Path, trials: int, epochs: int, seeds: list[int], pruners: list[str], parallel: int
+) -> list[dict]:
     """Every (pruner, seed) study, `parallel` at a time (epochs and accuracies do not depend on
     timing: one worker per study, deterministic training; wall times do)."""
     jobs = [(pruner, seed) for seed in seeds for pruner in [*pruners, "none"]]
@@ -75,19 +95,35 @@ def pruning_arms(logs: Path, trials: int, epochs: int, seeds: list[int], pruners
             pruner, seed = jobs.pop(0)
             name = f"bench-{pruner}-seed{seed}"
             storage = f"sqlite:///{logs}/{name}.db"
-            proc = start([f"paths.log_dir={logs}", f"study_name={name}", f"storage={storage}", f"n_trials={trials}",
-                          f"trainer.max_epochs={epochs}", f"sweep/pruner={pruner}", f"sweep.sampler.seed={seed}"])
+            proc = start(
+                [
+                    f"paths.log_dir={logs}",
+                    f"study_name={name}",
+                    f"storage={storage}",
+                    f"n_trials={trials}",
+                    f"trainer.max_epochs={epochs}",
+                    f"sweep/pruner={pruner}",
+                    f"sweep.sampler.seed={seed}",
+                ]
+            )
             running.append((proc, pruner, seed, name, storage, time.perf_counter()))
         time.sleep(1)
         for job in [j for j in running if j[0].poll() is not None]:
             running.remove(job)
             proc, pruner, seed, name, storage, t0 = job
             finish([proc])
-            row = {"pruner": pruner, "label": LABELS.get(pruner, pruner), "seed": seed,
-                   "wall": time.perf_counter() - t0, **study_stats(storage, name)}
+            row = {
+                "pruner": pruner,
+                "label": LABELS.get(pruner, pruner),
+                "seed": seed,
+                "wall": time.perf_counter() - t0,
+                **study_stats(storage, name),
+            }
             rows.append(row)
-            print(f"{row['label']} seed {seed}: best {row['best']:.4f}, {row['epochs']} epochs, {row['wall']:.0f} s",
-                  flush=True)
+            print(
+                f"{row['label']} seed {seed}: best {row['best']:.4f}, {row['epochs']} epochs, {row['wall']:.0f} s",
+                flush=True,
+            )
     return rows
 
 
@@ -96,8 +132,14 @@ def worker_arms(logs: Path, trials: int, epochs: int) -> list[dict]:
     for n_workers in (1, 2):
         name = f"bench-workers{n_workers}"
         storage = f"sqlite:///{logs}/{name}.db"
-        args = [f"paths.log_dir={logs}", f"study_name={name}", f"storage={storage}", f"n_trials={trials}",
-                f"trainer.max_epochs={epochs}", "sweep/pruner=none"]
+        args = [
+            f"paths.log_dir={logs}",
+            f"study_name={name}",
+            f"storage={storage}",
+            f"n_trials={trials}",
+            f"trainer.max_epochs={epochs}",
+            "sweep/pruner=none",
+        ]
         t0 = time.perf_counter()
         finish([start(args) for _ in range(n_workers)])
         wall = time.perf_counter() - t0
@@ -124,8 +166,14 @@ def main() -> None:
         logs = Path(tmp)
         arms, workers = [], []
         if args.only != "workers":
-            arms = pruning_arms(logs, args.trials, args.epochs, [int(x) for x in args.seeds.split(",")],
-                               [p for p in args.pruners.split(",") if p], args.parallel)
+            arms = pruning_arms(
+                logs,
+                args.trials,
+                args.epochs,
+                [int(x) for x in args.seeds.split(",")],
+                [p for p in args.pruners.split(",") if p],
+                args.parallel,
+            )
         if args.only != "pruning":
             workers = worker_arms(logs, args.worker_trials, args.worker_epochs)
     sections = []
@@ -151,35 +199,70 @@ def pruning_section(args, rows: list[dict]) -> str:
         gaps = [(full[r["seed"]]["best"] - r["best"]) * 100 for r in arm]
         shares = [r["epochs"] / full[r["seed"]]["epochs"] for r in arm]
         gap, share = statistics.fmean(gaps), sum(r["epochs"] for r in arm) / sum(full[r["seed"]]["epochs"] for r in arm)
-        table.append([arm[0]["label"], ", ".join(f"{r['best']:.4f}" for r in arm),
-                      f"{statistics.fmean(r['best'] for r in arm):.4f}",
-                      "" if pruner == "none" else f"{gap:+.2f}", ", ".join(str(r["epochs"]) for r in arm),
-                      f"{share:.0%}", f"{sum(r['wall'] for r in arm):.0f}", "; ".join(r["states"] for r in arm)])
+        table.append(
+            [
+                arm[0]["label"],
+                ", ".join(f"{r['best']:.4f}" for r in arm),
+                f"{statistics.fmean(r['best'] for r in arm):.4f}",
+                "" if pruner == "none" else f"{gap:+.2f}",
+                ", ".join(str(r["epochs"]) for r in arm),
+                f"{share:.0%}",
+                f"{sum(r['wall'] for r in arm):.0f}",
+                "; ".join(r["states"] for r in arm),
+            ]
+        )
         if pruner != "none":
             ok = gap <= 0.5 and share <= 0.5
-            lines.append(f"- {arm[0]['label']}: **{'target met' if ok else 'target missed'}**: {gap:.2f} points "
-                         f"below the unpruned best on average (per seed: {', '.join(f'{g:+.2f}' for g in gaps)}; "
-                         f"target <= 0.5) with {share:.0%} of its epochs (per seed: "
-                         f"{', '.join(f'{x:.0%}' for x in shares)}; target <= 50%).")
-    t1 = _report.table(["pruner", "best val/acc_best per seed", "mean best", "points below unpruned",
-                        "epochs per seed", "epochs vs unpruned", "wall (s, sum)", "trial states per seed"], table)
-    return (f"Pruning: {args.trials} trials of up to {args.epochs} epochs each per study, default space "
-            f"(`sweep=default`), TPE seeds {seeds} (each pruner and the unpruned arm use the same seed); "
-            f"`sweep/pruner=<arm>` with the settings of conf/sweep/pruner/ (median: n_startup_trials 5, "
-            f"n_warmup_steps 2; hyperband and asha: min_resource 1, reduction_factor 3) vs `sweep/pruner=none`; "
-            f"digits, default model and optimizer, `logger=none`, one worker per study, one torch thread per "
-            f"trial (`sweep.threads=1`), {args.parallel} studies at a time (wall times overlap). One validation "
-            f"image is 0.37 points.\n\n{t1}\n\n" + "\n".join(lines))
+            lines.append(
+                f"- {arm[0]['label']}: **{'target met' if ok else 'target missed'}**: {gap:.2f} points "
+                f"below the unpruned best on average (per seed: {', '.join(f'{g:+.2f}' for g in gaps)}; "
+                f"target <= 0.5) with {share:.0%} of its epochs (per seed: "
+                f"{', '.join(f'{x:.0%}' for x in shares)}; target <= 50%)."
+            )
+    t1 = _report.table(
+        [
+            "pruner",
+            "best val/acc_best per seed",
+            "mean best",
+            "points below unpruned",
+            "epochs per seed",
+            "epochs vs unpruned",
+            "wall (s, sum)",
+            "trial states per seed",
+        ],
+        table,
+    )
+    return (
+        f"Pruning: {args.trials} trials of up to {args.epochs} epochs each per study, default space "
+        f"(`sweep=default`), TPE seeds {seeds} (each pruner and the unpruned arm use the same seed); "
+        f"`sweep/pruner=<arm>` with the settings of conf/sweep/pruner/ (median: n_startup_trials 5, "
+        f"n_warmup_steps 2; hyperband and asha: min_resource 1, reduction_factor 3) vs `sweep/pruner=none`; "
+        f"digits, default model and optimizer, `logger=none`, one worker per study, one torch thread per "
+        f"trial (`sweep.threads=1`), {args.parallel} studies at a time (wall times overlap). One validation "
+        f"image is 0.37 points.\n\n{t1}\n\n" + "\n".join(lines)
+    )
 
 
 def workers_section(args, workers: list[dict]) -> str:
-    t2 = _report.table(["workers", "trials", "wall (s)", "trials / minute", "speed-up"],
-                       [[w["workers"], w["trials"], f"{w['wall']:.0f}", f"{w['per_min']:.2f}",
-                         f"{w['per_min'] / workers[0]['per_min']:.2f}x"] for w in workers])
-    return (f"Workers: {args.worker_trials} trials of {args.worker_epochs} epochs, `sweep/pruner=none`, one worker "
-            f"vs two started together on one sqlite storage (`sweep.threads=1` in both); wall time from start to "
-            f"the last worker's exit, start-up and trial processes included. Two workers can only be faster "
-            f"when the second core is idle: compare with the load average above.\n\n{t2}")
+    t2 = _report.table(
+        ["workers", "trials", "wall (s)", "trials / minute", "speed-up"],
+        [
+            [
+                w["workers"],
+                w["trials"],
+                f"{w['wall']:.0f}",
+                f"{w['per_min']:.2f}",
+                f"{w['per_min'] / workers[0]['per_min']:.2f}x",
+            ]
+            for w in workers
+        ],
+    )
+    return (
+        f"Workers: {args.worker_trials} trials of {args.worker_epochs} epochs, `sweep/pruner=none`, one worker "
+        f"vs two started together on one sqlite storage (`sweep.threads=1` in both); wall time from start to "
+        f"the last worker's exit, start-up and trial processes included. Two workers can only be faster "
+        f"when the second core is idle: compare with the load average above.\n\n{t2}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,15 @@ def _settings(url: str, study: str, n_trials: int, study_dir: Path):
     from optlab.run import compose_config
     from optlab.sweep.driver import settings
 
-    overrides = [f"storage={url}", f"study_name={study}", f"n_trials={n_trials}", "report=false",
-                 "sweep.heartbeat.interval=1", "sweep.heartbeat.grace=60", f"paths.log_dir={study_dir}"]
+    overrides = [
+        f"storage={url}",
+        f"study_name={study}",
+        f"n_trials={n_trials}",
+        "report=false",
+        "sweep.heartbeat.interval=1",
+        "sweep.heartbeat.grace=60",
+        f"paths.log_dir={study_dir}",
+    ]
     return settings(compose_config(overrides, run_dir=str(study_dir), config_name="sweep"), overrides)
 
 
@@ -49,6 +56,7 @@ def _fake_launch(seconds: float):
             if seconds:
                 time.sleep(seconds)
         return {"status": "ok", "metrics": {s.metric: random.random()}, "wall_s": seconds}
+
     return launch
 
 
@@ -75,8 +83,10 @@ def measure(url: str, workers: int, seconds: float, n_trials: int, tag: str) -> 
 
     driver.open_study(_settings(url, study, n_trials, study_dir))  # created once, before the race
     ready, go, done = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, study, n_trials, seconds, str(study_dir), ready, go, done))
-             for _ in range(workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(url, study, n_trials, seconds, str(study_dir), ready, go, done))
+        for _ in range(workers)
+    ]
     for p in procs:
         p.start()
     for _ in procs:
@@ -87,15 +97,24 @@ def measure(url: str, workers: int, seconds: float, n_trials: int, tag: str) -> 
         done.get(timeout=1800)
     for p in procs:
         p.join()
-    from optlab.sweep.study import make_storage
     import optuna
 
-    trials = [t for t in optuna.load_study(study_name=study, storage=make_storage(url)).get_trials()
-              if t.state.name == "COMPLETE"]
+    from optlab.sweep.study import make_storage
+
+    trials = [
+        t
+        for t in optuna.load_study(study_name=study, storage=make_storage(url)).get_trials()
+        if t.state.name == "COMPLETE"
+    ]
     complete = len(trials)
     # To the last trial's end: a worker that finds the cap reached idles until the others finish.
     wall = max(t.datetime_complete.timestamp() for t in trials) - start
-    return {"complete": complete, "wall_s": wall, "per_s": complete / wall, "ideal": workers / seconds if seconds else None}
+    return {
+        "complete": complete,
+        "wall_s": wall,
+        "per_s": complete / wall,
+        "ideal": workers / seconds if seconds else None,
+    }
 
 
 def start_postgres() -> tuple[str, dict] | None:
@@ -141,16 +160,21 @@ def main() -> None:
                     label = "instant" if not seconds else f"{seconds:g} s"
                     ideal = f"{r['per_s'] / r['ideal']:.0%} of {r['ideal']:g}/s" if r["ideal"] else "-"
                     rows.append([name, workers, label, r["complete"], f"{r['wall_s']:.1f}", f"{r['per_s']:.2f}", ideal])
-                    print(_report.table(["storage", "workers", "objective", "trials", "wall (s)", "trials/s",
-                                         "vs ideal"], rows[-1:]), flush=True)
+                    print(
+                        _report.table(
+                            ["storage", "workers", "objective", "trials", "wall (s)", "trials/s", "vs ideal"], rows[-1:]
+                        ),
+                        flush=True,
+                    )
     finally:
         if server:
             subprocess.run([str(PG_SCRIPT), "stop"], env=server[1], capture_output=True)
     table = _report.table(["storage", "workers", "objective", "trials", "wall (s)", "trials/s", "vs ideal"], rows)
     print(table)
     if not args.no_record:
-        _report.append_section("Sweep storage scaling (`sweep.py` workers on sqlite, journal, PostgreSQL)", table,
-                               started, load_before)
+        _report.append_section(
+            "Sweep storage scaling (`sweep.py` workers on sqlite, journal, PostgreSQL)", table, started, load_before
+        )
 
 
 if __name__ == "__main__":

@@ -157,8 +157,12 @@ def run_template(overrides: list[str], terminal: bool, args, profile: bool = Fal
     from optlab.run import train
 
     PairedTimer.next_bare = bare_loop(overrides)
-    timer = ["+callbacks.paired._target_=_paired.PairedTimer", f"+callbacks.paired.warmup={args.warmup}",
-             f"+callbacks.paired.steps={args.steps}", f"+callbacks.paired.profile={profile}"]
+    timer = [
+        "+callbacks.paired._target_=_paired.PairedTimer",
+        f"+callbacks.paired.warmup={args.warmup}",
+        f"+callbacks.paired.steps={args.steps}",
+        f"+callbacks.paired.profile={profile}",
+    ]
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = compose(overrides + timer, run_dir)
         out = io.StringIO()  # the model summary and the final table; the progress bar goes to stdout
@@ -170,7 +174,6 @@ def run_template(overrides: list[str], terminal: bool, args, profile: bool = Fal
 def run_floor(overrides: list[str], args, profile: bool = False):
     """The same pieces in the smallest LightningModule and a bare Trainer, paired."""
     import lightning as L
-
     from _paired import PairedTimer
 
     cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
@@ -193,9 +196,18 @@ def run_floor(overrides: list[str], args, profile: bool = False):
 
     PairedTimer.next_bare = bare_loop(overrides)
     timer = PairedTimer(warmup=args.warmup, steps=args.steps, profile=profile)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=cfg.trainer.max_steps, logger=False,
-                        callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=cfg.trainer.max_steps,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+    )
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         trainer.fit(Minimal(), train_dataloaders=_train_loader(datamodule))
     return timer.pairs
@@ -223,8 +235,9 @@ def run(name: str, variants: dict, overrides: list[str], args, profile: bool = F
     else:
         pairs = run_template(overrides + extra, terminal, args, profile)
     if not pairs.done:
-        raise RuntimeError(f"{name}: only {len(pairs.tested_s)} of {args.steps} steps ran; "
-                           "raise trainer.max_steps or data.num_samples")
+        raise RuntimeError(
+            f"{name}: only {len(pairs.tested_s)} of {args.steps} steps ran; raise trainer.max_steps or data.num_samples"
+        )
     return pairs
 
 
@@ -241,9 +254,14 @@ def workload_overrides(args) -> tuple[list[str], dict]:
     batch = int(cfg.data.batch_size)
     max_steps = args.warmup + args.steps + 1
     extra = [f"data.num_samples={batch * max_steps}", f"trainer.max_steps={max_steps}"]
-    info = {"batch": batch, "shape": list(cfg.data.shape), "blocks": list(cfg.model.net.blocks),
-            "widths": list(cfg.model.net.widths), "optimizer": cfg.optimizer._target_,
-            "scheduler": (cfg.get("scheduler") or {}).get("_target_", "none")}
+    info = {
+        "batch": batch,
+        "shape": list(cfg.data.shape),
+        "blocks": list(cfg.model.net.blocks),
+        "widths": list(cfg.model.net.widths),
+        "optimizer": cfg.optimizer._target_,
+        "scheduler": (cfg.get("scheduler") or {}).get("_target_", "none"),
+    }
     return overrides + extra, info
 
 
@@ -327,19 +345,20 @@ def profile_breakdown(profiler: cProfile.Profile) -> dict[str, float]:
 def window_ratios(pairs, window: int) -> list[float]:
     """tested time / bare time over each run of `window` consecutive paired steps."""
     t, b = pairs.tested_s, pairs.bare_s
-    return [sum(t[i:i + window]) / sum(b[i:i + window]) for i in range(0, len(t) - window + 1, window)]
+    return [sum(t[i : i + window]) / sum(b[i : i + window]) for i in range(0, len(t) - window + 1, window)]
 
 
 def window_means(times: list[float], window: int) -> list[float]:
-    return [statistics.fmean(times[i:i + window]) for i in range(0, len(times) - window + 1, window)]
+    return [statistics.fmean(times[i : i + window]) for i in range(0, len(times) - window + 1, window)]
 
 
 def interval(runs: list[list[float]], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
     """95% interval of the median window ratio, resampling whole repeats (windows of one repeat share
     its load, so they are not independent)."""
     rng = random.Random(seed)
-    medians = sorted(statistics.median([r for run in rng.choices(runs, k=len(runs)) for r in run])
-                     for _ in range(draws))
+    medians = sorted(
+        statistics.median([r for run in rng.choices(runs, k=len(runs)) for r in run]) for _ in range(draws)
+    )
     return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
 
 
@@ -350,8 +369,15 @@ def summarize(runs: list, window: int) -> dict:
     bare_ms = 1000 * statistics.median([m for p in runs for m in window_means(p.bare_s, window)])
     tested_ms = 1000 * statistics.median([m for p in runs for m in window_means(p.tested_s, window)])
     overhead = statistics.median([r for run in ratios for r in run]) - 1
-    return {"overhead": overhead, "low": low - 1, "high": high - 1, "pooled": [x - 1 for x in pooled],
-            "bare_ms": bare_ms, "tested_ms": tested_ms, "added_ms": overhead * bare_ms}
+    return {
+        "overhead": overhead,
+        "low": low - 1,
+        "high": high - 1,
+        "pooled": [x - 1 for x in pooled],
+        "bare_ms": bare_ms,
+        "tested_ms": tested_ms,
+        "added_ms": overhead * bare_ms,
+    }
 
 
 def main() -> None:
@@ -359,15 +385,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="paired runs of each variant (interleaved)")
     parser.add_argument("--warmup", type=int, default=10, help="steps before timing starts")
     parser.add_argument("--steps", type=int, default=100, help="steps timed per run")
-    parser.add_argument("--window", type=int, default=10,
-                        help="steps per window (default: trainer.log_every_n_steps)")
+    parser.add_argument("--window", type=int, default=10, help="steps per window (default: trainer.log_every_n_steps)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads for all")
     parser.add_argument("--target", type=float, default=5.0, help="overhead (%%) above which to profile")
     parser.add_argument("--profile", action="store_true", help="profile the template even under the target")
     parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
-    parser.add_argument("--variant", action="append", default=[], metavar="NAME:OVERRIDES",
-                        help="one more template variant (progress bar on a terminal), e.g. "
-                             "'refresh 10/s:callbacks.progress_bar.refresh_rate=10'; repeatable")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:OVERRIDES",
+        help="one more template variant (progress bar on a terminal), e.g. "
+        "'refresh 10/s:callbacks.progress_bar.refresh_rate=10'; repeatable",
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both sides (data, model, optimizer)")
     args = parser.parse_args()
     if args.steps < args.window:
@@ -386,39 +416,64 @@ def main() -> None:
     threads_seen = set()
     names = list(variants)
     for r in range(args.repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             pairs = run(name, variants, overrides, args)
             runs[name].append(pairs)
             threads_seen.add(pairs.threads)
-            print(f"repeat {r + 1}/{args.repeats} {name:55s} {1000 * statistics.fmean(pairs.tested_s):6.2f} ms/step "
-                  f"vs bare {1000 * statistics.fmean(pairs.bare_s):6.2f}", flush=True)
+            print(
+                f"repeat {r + 1}/{args.repeats} {name:55s} {1000 * statistics.fmean(pairs.tested_s):6.2f} ms/step "
+                f"vs bare {1000 * statistics.fmean(pairs.bare_s):6.2f}",
+                flush=True,
+            )
 
     stats = {name: summarize(values, args.window) for name, values in runs.items()}
-    headers = ["loop under test", "ms/step", "paired bare ms/step", "added ms/step", "overhead (median window)",
-               "95% interval", "each repeat (pooled)"]
-    rows = [[name, f"{s['tested_ms']:.2f}", f"{s['bare_ms']:.2f}", f"{s['added_ms']:+.2f}",
-             f"{100 * s['overhead']:+.1f}%", f"{100 * s['low']:+.1f}% .. {100 * s['high']:+.1f}%",
-             ", ".join(f"{100 * x:+.1f}" for x in s["pooled"])] for name, s in stats.items()]
+    headers = [
+        "loop under test",
+        "ms/step",
+        "paired bare ms/step",
+        "added ms/step",
+        "overhead (median window)",
+        "95% interval",
+        "each repeat (pooled)",
+    ]
+    rows = [
+        [
+            name,
+            f"{s['tested_ms']:.2f}",
+            f"{s['bare_ms']:.2f}",
+            f"{s['added_ms']:+.2f}",
+            f"{100 * s['overhead']:+.1f}%",
+            f"{100 * s['low']:+.1f}% .. {100 * s['high']:+.1f}%",
+            ", ".join(f"{100 * x:+.1f}" for x in s["pooled"]),
+        ]
+        for name, s in stats.items()
+    ]
     text = _report.table(headers, rows)
     head = stats[TEMPLATE]
     overhead = 100 * head["overhead"]
-    workload = (f"ResNet blocks {info['blocks']} widths {info['widths']} on synthetic {info['shape']} images, "
-                f"batch {info['batch']}, {info['optimizer']} with {info['scheduler']}; {args.steps} paired steps "
-                f"timed after {args.warmup} warm-up steps, windows of {args.window} steps, {args.repeats} "
-                f"interleaved repeats, torch threads {sorted(threads_seen)}")
+    workload = (
+        f"ResNet blocks {info['blocks']} widths {info['widths']} on synthetic {info['shape']} images, "
+        f"batch {info['batch']}, {info['optimizer']} with {info['scheduler']}; {args.steps} paired steps "
+        f"timed after {args.warmup} warm-up steps, windows of {args.window} steps, {args.repeats} "
+        f"interleaved repeats, torch threads {sorted(threads_seen)}"
+    )
     verdict = "within" if overhead <= args.target else "above"
     added = {name: s["added_ms"] for name, s in stats.items()}
-    split = (f"Of the {added[TEMPLATE]:+.2f} ms/step: Lightning's own loop (floor) {added[FLOOR]:+.2f}; the template's "
-             f"LightningModule (callbacks=none - floor) {added[NOCB] - added[FLOOR]:+.2f}; the default callbacks "
-             f"other than the progress bar (no progress bar - callbacks=none) {added[NOBAR] - added[NOCB]:+.2f}; "
-             f"the Rich progress bar on a terminal (terminal - no progress bar) {added[TEMPLATE] - added[NOBAR]:+.2f}, "
-             f"or {added[PIPE] - added[NOBAR]:+.2f} when stdout is not a terminal (epoch lines). What the template "
-             f"adds to Lightning's floor: {added[TEMPLATE] - added[FLOOR]:+.2f} ms/step, "
-             f"{100 * (added[TEMPLATE] - added[FLOOR]) / head['bare_ms']:+.1f}% of a bare step. The control (a "
-             f"bare loop paired with a bare loop) reads {100 * stats[CONTROL]['overhead']:+.1f}%: the method's "
-             "own bias.")
-    print(f"\n{workload}\noverrides: {' '.join(overrides)}\n\n{text}\n\n"
-          f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target). {split}")
+    split = (
+        f"Of the {added[TEMPLATE]:+.2f} ms/step: Lightning's own loop (floor) {added[FLOOR]:+.2f}; the template's "
+        f"LightningModule (callbacks=none - floor) {added[NOCB] - added[FLOOR]:+.2f}; the default callbacks "
+        f"other than the progress bar (no progress bar - callbacks=none) {added[NOBAR] - added[NOCB]:+.2f}; "
+        f"the Rich progress bar on a terminal (terminal - no progress bar) {added[TEMPLATE] - added[NOBAR]:+.2f}, "
+        f"or {added[PIPE] - added[NOBAR]:+.2f} when stdout is not a terminal (epoch lines). What the template "
+        f"adds to Lightning's floor: {added[TEMPLATE] - added[FLOOR]:+.2f} ms/step, "
+        f"{100 * (added[TEMPLATE] - added[FLOOR]) / head['bare_ms']:+.1f}% of a bare step. The control (a "
+        f"bare loop paired with a bare loop) reads {100 * stats[CONTROL]['overhead']:+.1f}%: the method's "
+        "own bias."
+    )
+    print(
+        f"\n{workload}\noverrides: {' '.join(overrides)}\n\n{text}\n\n"
+        f"template overhead {overhead:+.1f}% ({verdict} the {args.target:g}% target). {split}"
+    )
 
     profile_md = ""
     if args.profile or overhead > args.target:
@@ -426,35 +481,52 @@ def main() -> None:
         pairs = run(TEMPLATE, variants, overrides, args, profile=True)
         parts_t, parts_b = profile_breakdown(pairs.tested_profiler), profile_breakdown(pairs.bare_profiler)
         per_step = 1000 / args.steps
-        prow = [[k, f"{v * per_step:.2f}", f"{parts_b.get(k, 0.0) * per_step:.2f}",
-                 f"{(v - parts_b.get(k, 0.0)) * per_step:+.2f}"] for k, v in parts_t.items()]
+        prow = [
+            [
+                k,
+                f"{v * per_step:.2f}",
+                f"{parts_b.get(k, 0.0) * per_step:.2f}",
+                f"{(v - parts_b.get(k, 0.0)) * per_step:+.2f}",
+            ]
+            for k, v in parts_t.items()
+        ]
         tot_t, tot_b = sum(parts_t.values()), sum(parts_b.values())
-        prow.append(["**total (main thread)**", f"{tot_t * per_step:.2f}", f"{tot_b * per_step:.2f}",
-                     f"{(tot_t - tot_b) * per_step:+.2f}"])
+        prow.append(
+            [
+                "**total (main thread)**",
+                f"{tot_t * per_step:.2f}",
+                f"{tot_b * per_step:.2f}",
+                f"{(tot_t - tot_b) * per_step:+.2f}",
+            ]
+        )
         ptable = _report.table(["own time by category (ms/step)", "template", "bare", "difference"], prow)
         top = io.StringIO()
         pstats.Stats(pairs.tested_profiler, stream=top).sort_stats("tottime").print_stats(20)
         print(f"\n{ptable}\n\ntemplate, top functions by own time:\n{top.getvalue()}")
-        profile_md = (f"\nWhere the time goes: cProfile of the main thread over the {args.steps} timed steps of one "
-                      "more paired run, each side's steps profiled apart (the profiler slows Python code more "
-                      "than torch kernels, so the template's share is overstated; the progress bar's drawing "
-                      "thread is not profiled: compare the variants above for it). A builtin or standard-library "
-                      "function, e.g. a torch op or copy.deepcopy, is charged to the code that called it, and "
-                      "Lightning's apply_to_collection helpers to their callers.\n\n"
-                      f"{ptable}\n")
+        profile_md = (
+            f"\nWhere the time goes: cProfile of the main thread over the {args.steps} timed steps of one "
+            "more paired run, each side's steps profiled apart (the profiler slows Python code more "
+            "than torch kernels, so the template's share is overstated; the progress bar's drawing "
+            "thread is not profiled: compare the variants above for it). A builtin or standard-library "
+            "function, e.g. a torch op or copy.deepcopy, is charged to the code that called it, and "
+            "Lightning's apply_to_collection helpers to their callers.\n\n"
+            f"{ptable}\n"
+        )
 
-    body = (f"Workload: {workload}. All loops run in one process; the template is `optlab.run.train(cfg)` with "
-            f"cfg = `python train.py {' '.join(overrides)}` plus the pairing callback and the variant's overrides. "
-            "Each step of the loop under test follows one step of a separate bare PyTorch loop (same network, "
-            "optimizer, schedule and data), timed apart, so both see the same load (benchmarks/_paired.py). "
-            "\"terminal\": stdout is a pseudo-terminal, so the Rich progress bar draws live as for a user at a "
-            f"terminal. Overhead = tested time / bare time - 1 over windows of {args.window} steps, median over "
-            "all windows of all repeats; the 95% interval resamples whole repeats; added ms/step = overhead x "
-            "bare ms/step."
-            f"\n\n{text}\n\n"
-            f"Template overhead with the default callbacks on a terminal: **{overhead:+.1f}%** "
-            f"({added[TEMPLATE]:+.2f} ms/step; 95% interval {100 * head['low']:+.1f}% .. {100 * head['high']:+.1f}%), "
-            f"{verdict} the {args.target:g}% target. {split}\n{profile_md}")
+    body = (
+        f"Workload: {workload}. All loops run in one process; the template is `optlab.run.train(cfg)` with "
+        f"cfg = `python train.py {' '.join(overrides)}` plus the pairing callback and the variant's overrides. "
+        "Each step of the loop under test follows one step of a separate bare PyTorch loop (same network, "
+        "optimizer, schedule and data), timed apart, so both see the same load (benchmarks/_paired.py). "
+        '"terminal": stdout is a pseudo-terminal, so the Rich progress bar draws live as for a user at a '
+        f"terminal. Overhead = tested time / bare time - 1 over windows of {args.window} steps, median over "
+        "all windows of all repeats; the 95% interval resamples whole repeats; added ms/step = overhead x "
+        "bare ms/step."
+        f"\n\n{text}\n\n"
+        f"Template overhead with the default callbacks on a terminal: **{overhead:+.1f}%** "
+        f"({added[TEMPLATE]:+.2f} ms/step; 95% interval {100 * head['low']:+.1f}% .. {100 * head['high']:+.1f}%), "
+        f"{verdict} the {args.target:g}% target. {split}\n{profile_md}"
+    )
     if not args.no_record:
         _report.append_section("Template overhead per training step (paired)", body, started, load_before)
 

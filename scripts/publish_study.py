@@ -25,8 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 def machine() -> str:
     import os
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
     return f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
@@ -51,8 +61,9 @@ def main() -> None:
     for png in source.glob("*.png"):
         shutil.copy2(png, out / args.name / png.name)
     report = re.sub(r"!\[([^\]]*)\]\(([^)/]+\.png)\)", rf"![\1]({args.name}/\2)", report)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                            check=False).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
     shown = " ".join(["python", *command[1:]])
     cost = json.loads((source / "cost.json").read_text()) if (source / "cost.json").is_file() else None
     cost_line = "" if cost is None else f"Protocol cost of the last invocation, report included: {describe(cost)}.\n"
@@ -63,12 +74,17 @@ def main() -> None:
     if args.no_run:  # the runs are the published ones: keep their line, say when the report was redrawn
         run_line = f"{earlier} Report redrawn at commit {commit}."
     elif resumed:  # e.g. more seeds (eval.seeds grew): the runs already there were kept
-        run_line = (f"Resumed {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}, "
-                    f"{time.perf_counter() - start:.0f} s, keeping the runs of logs/compare/{args.name}/ "
-                    f"(before: \"{earlier}\").")
-    header = ("<!-- written by scripts/publish_study.py; do not edit by hand -->\n"
-              f"{run_line}\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n"
-              + cost_line + "\n")
+        run_line = (
+            f"Resumed {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}, "
+            f"{time.perf_counter() - start:.0f} s, keeping the runs of logs/compare/{args.name}/ "
+            f'(before: "{earlier}").'
+        )
+    header = (
+        "<!-- written by scripts/publish_study.py; do not edit by hand -->\n"
+        f"{run_line}\nCommand: `{shown}` (then `python scripts/publish_study.py {args.name} --no-run`).\n"
+        + cost_line
+        + "\n"
+    )
     title, _, body = report.partition("\n")
     published.write_text(f"{title}\n\n{header}{body.lstrip()}")
     print(f"published {out / (args.name + '.md')}")

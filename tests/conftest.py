@@ -12,10 +12,20 @@ TESTS = Path(__file__).resolve().parent
 
 def run_cli(args: list[str], cwd: Path = REPO, timeout: int = 300, **env) -> subprocess.CompletedProcess:
     """`python train.py <args>` as a user runs it; tests/ is importable for helper callbacks."""
-    full_env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                "WANDB_SILENT": "true", **env}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        "WANDB_SILENT": "true",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def free_port() -> int:

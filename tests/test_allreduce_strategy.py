@@ -20,8 +20,14 @@ from torch import nn
 # union per step is the single process's batch of 64 from the same permutation; epoch 1 would
 # reshuffle differently in the two samplers).
 DATA = ["data=synthetic", "data.shape=[1,8,8]", "data.num_samples=512", "trainer.max_epochs=1"]
-QUIET = ["logger=none", "test=false", "++trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-         "~callbacks.progress_bar", "~callbacks.early_stopping"]
+QUIET = [
+    "logger=none",
+    "test=false",
+    "++trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "~callbacks.progress_bar",
+    "~callbacks.early_stopping",
+]
 TOL = 1e-6
 
 
@@ -32,9 +38,16 @@ class PlainNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, **_resnet_args):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
-                                  nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(4 * width, 64), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(4 * width, 64),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(64, num_classes)
 
     def forward(self, x):
@@ -62,8 +75,11 @@ class DumpSyncs(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        info = {"syncs": trainer.strategy.gradient_syncs, "steps": trainer.global_step,
-                "buckets": trainer.strategy.bucket_sizes_mb}
+        info = {
+            "syncs": trainer.strategy.gradient_syncs,
+            "steps": trainer.global_step,
+            "buckets": trainer.strategy.bucket_sizes_mb,
+        }
         (self.dir / f"syncs{trainer.global_rank}.json").write_text(json.dumps(info))
 
 
@@ -74,8 +90,14 @@ def max_diff(a: dict, b: dict) -> float:
 
 def run(cli, tmp_path, name, *overrides, ranks=2, timeout=300):
     dump = tmp_path / name
-    args = [*DATA, *QUIET, f"paths.log_dir={tmp_path / 'logs'}", "+callbacks.dump._target_=helpers.DumpWeights",
-            f"+callbacks.dump.dir={dump}", *overrides]
+    args = [
+        *DATA,
+        *QUIET,
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "+callbacks.dump._target_=helpers.DumpWeights",
+        f"+callbacks.dump.dir={dump}",
+        *overrides,
+    ]
     result = cli(args, timeout=timeout)
     assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
     weights = [torch.load(dump / f"rank{r}.pt") for r in range(ranks)]
@@ -86,18 +108,29 @@ def run(cli, tmp_path, name, *overrides, ranks=2, timeout=300):
 
 # -- equivalence ------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
-@pytest.mark.parametrize("optimizer, variants", [
-    ("sgd", [("ring", 25)]),
-    ("adamw", [("ring", 25), ("tree", 0.05), ("naive", 0.002)]),  # 0.3 MB of gradients: 1, 4 or 7 buckets
-])
+@pytest.mark.parametrize(
+    "optimizer, variants",
+    [
+        ("sgd", [("ring", 25)]),
+        ("adamw", [("ring", 25), ("tree", 0.05), ("naive", 0.002)]),  # 0.3 MB of gradients: 1, 4 or 7 buckets
+    ],
+)
 def test_same_weights_as_ddp_and_one_process(cli, tmp_path, optimizer, variants):
     two = ["trainer.devices=2", "data.batch_size=32", f"optimizer={optimizer}"]
     # The default ResNet (BatchNorm): == DDP on every rank, buffers included.
     ddp = run(cli, tmp_path, "ddp", "strategy=ddp", *two)
     for algorithm, bucket_mb in variants:
-        ours = run(cli, tmp_path, f"allreduce-{algorithm}", "strategy=allreduce", f"strategy.algorithm={algorithm}",
-                   f"strategy.bucket_mb={bucket_mb}", *two)
+        ours = run(
+            cli,
+            tmp_path,
+            f"allreduce-{algorithm}",
+            "strategy=allreduce",
+            f"strategy.algorithm={algorithm}",
+            f"strategy.bucket_mb={bucket_mb}",
+            *two,
+        )
         for r in (0, 1):
             diff = max_diff(ours[r], ddp[r])
             print(f"{optimizer} {algorithm} bucket_mb={bucket_mb} rank {r}: max |ours - ddp| = {diff:.3g}")
@@ -106,8 +139,17 @@ def test_same_weights_as_ddp_and_one_process(cli, tmp_path, optimizer, variants)
     # different summation order into up to ~1e-5 on an element whose gradient is near 0 (DDP too).
     plain = ["model.net._target_=test_allreduce_strategy.PlainNet", "trainer.precision=64-true"]
     ours = run(cli, tmp_path, "plain-allreduce", "strategy=allreduce", *two, *plain)
-    single = run(cli, tmp_path, "plain-single", "trainer.devices=1", "data.batch_size=64", f"optimizer={optimizer}",
-                 "+callbacks.dump.start=true", *plain, ranks=1)
+    single = run(
+        cli,
+        tmp_path,
+        "plain-single",
+        "trainer.devices=1",
+        "data.batch_size=64",
+        f"optimizer={optimizer}",
+        "+callbacks.dump.start=true",
+        *plain,
+        ranks=1,
+    )
     print(f"{optimizer} float64 no-BN net: max |2 processes - 1 process| = {max_diff(ours[0], single[0]):.3g}")
     assert max_diff(ours[0], single[0]) <= TOL
     assert max_diff(single[0], torch.load(tmp_path / "plain-single" / "start-rank0.pt")) > 1e-3  # it trained
@@ -118,8 +160,15 @@ def test_accumulation_syncs_once_per_step_and_matches_ddp(cli, tmp_path):
     acc = ["trainer.devices=2", "data.batch_size=16", "trainer.accumulate_grad_batches=2", "optimizer=adamw"]
     ddp = run(cli, tmp_path, "ddp", "strategy=ddp", *acc)
     syncs = tmp_path / "syncs"
-    ours = run(cli, tmp_path, "ours", "strategy=allreduce", *acc,
-               "+callbacks.syncs._target_=test_allreduce_strategy.DumpSyncs", f"+callbacks.syncs.dir={syncs}")
+    ours = run(
+        cli,
+        tmp_path,
+        "ours",
+        "strategy=allreduce",
+        *acc,
+        "+callbacks.syncs._target_=test_allreduce_strategy.DumpSyncs",
+        f"+callbacks.syncs.dir={syncs}",
+    )
     for r in (0, 1):
         print(f"accumulation rank {r}: max |ours - ddp| = {max_diff(ours[r], ddp[r]):.3g}")
         assert max_diff(ours[r], ddp[r]) <= TOL
@@ -130,37 +179,59 @@ def test_accumulation_syncs_once_per_step_and_matches_ddp(cli, tmp_path):
 
 # -- faults -------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("failing_rank", [1, 0])
 def test_one_rank_raising_stops_every_rank(cli, tmp_path, failing_rank):
     stamp = tmp_path / "raised_at"
-    result = cli([*DATA, *QUIET, "strategy=allreduce", "trainer.devices=2", "data.batch_size=16",
-                  f"paths.log_dir={tmp_path / 'logs'}", "+callbacks.boom._target_=test_allreduce_strategy.RaiseOnRank",
-                  f"+callbacks.boom.rank={failing_rank}", "+callbacks.boom.step=3", f"+callbacks.boom.stamp={stamp}"],
-                 timeout=240)
+    result = cli(
+        [
+            *DATA,
+            *QUIET,
+            "strategy=allreduce",
+            "trainer.devices=2",
+            "data.batch_size=16",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            "+callbacks.boom._target_=test_allreduce_strategy.RaiseOnRank",
+            f"+callbacks.boom.rank={failing_rank}",
+            "+callbacks.boom.step=3",
+            f"+callbacks.boom.stamp={stamp}",
+        ],
+        timeout=240,
+    )
     # cli returns once every rank has exited (they all hold the captured stdout/stderr open)
     after_raise = time.time() - float(stamp.read_text())
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert after_raise < 60, after_raise
-    assert f"rank {failing_rank} of 2 failed: RuntimeError: deliberate failure on rank {failing_rank}" in output, \
+    assert f"rank {failing_rank} of 2 failed: RuntimeError: deliberate failure on rank {failing_rank}" in output, (
         output[-3000:]
+    )
 
 
 # -- in-process: registry, options ----------------------------------------------------------------
 
+
 def test_trainer_accepts_the_strategy_name(tmp_path):
     import lightning as L
+    from lightning.pytorch.demos.boring_classes import BoringModel
 
     import optlab.distributed  # noqa: F401  (registers "allreduce")
     from optlab.distributed import AllReduceStrategy
 
-    from lightning.pytorch.demos.boring_classes import BoringModel
-
     model = BoringModel()
-    trainer = L.Trainer(strategy="allreduce", accelerator="cpu", devices=1, max_steps=3, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        strategy="allreduce",
+        accelerator="cpu",
+        devices=1,
+        max_steps=3,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     assert isinstance(trainer.strategy, AllReduceStrategy) and trainer.strategy.algorithm == "ring"
     before = [p.detach().clone() for p in model.parameters()]
     trainer.fit(model)
@@ -170,13 +241,16 @@ def test_trainer_accepts_the_strategy_name(tmp_path):
     assert tree.strategy.algorithm == "tree"
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("algorithm", "foo", "strategy.algorithm='foo' is invalid: it must be naive, tree or ring"),
-    ("bucket_mb", 0, "strategy.bucket_mb=0 is invalid: it must be a number of MiB > 0"),
-    ("bucket_mb", -1, "strategy.bucket_mb=-1 is invalid"),
-    ("backend", "tcp", "strategy.backend='tcp' is invalid"),
-    ("start_method", "thread", "strategy.start_method='thread' is invalid"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("algorithm", "foo", "strategy.algorithm='foo' is invalid: it must be naive, tree or ring"),
+        ("bucket_mb", 0, "strategy.bucket_mb=0 is invalid: it must be a number of MiB > 0"),
+        ("bucket_mb", -1, "strategy.bucket_mb=-1 is invalid"),
+        ("backend", "tcp", "strategy.backend='tcp' is invalid"),
+        ("start_method", "thread", "strategy.start_method='thread' is invalid"),
+    ],
+)
 def test_bad_options_raise_one_line(option, value, message):
     from optlab.distributed import AllReduceStrategy
 
@@ -185,13 +259,18 @@ def test_bad_options_raise_one_line(option, value, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("strategy.algorithm=foo", "strategy.algorithm='foo'"),
-    pytest.param("strategy.bucket_mb=0", "strategy.bucket_mb=0", marks=pytest.mark.slow),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("strategy.algorithm=foo", "strategy.algorithm='foo'"),
+        pytest.param("strategy.bucket_mb=0", "strategy.bucket_mb=0", marks=pytest.mark.slow),
+    ],
+)
 def test_bad_options_exit_2_before_training(cli, tmp_path, override, key):
-    result = cli(["strategy=allreduce", "trainer.devices=2", override, f"paths.log_dir={tmp_path / 'logs'}",
-                  "logger=none"], timeout=120)
+    result = cli(
+        ["strategy=allreduce", "trainer.devices=2", override, f"paths.log_dir={tmp_path / 'logs'}", "logger=none"],
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {key} is invalid"), result.stderr
@@ -199,6 +278,7 @@ def test_bad_options_exit_2_before_training(cli, tmp_path, override, key):
 
 
 # -- two ranks in-process (torch.multiprocessing): buckets, unused parameters, metric syncs ----------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -224,11 +304,15 @@ def _two_rank_worker(rank: int, port: int, out: str) -> None:
             p.grad = grads[i].clone() if i < 3 or (i == 3 and rank == 0) else None
         buckets = GradientBuckets(params, bucket_mb=250 * 4 / 2**20)  # 250 floats: 3 buckets
         buckets.sync()
-        result = {"values": [p.detach().tolist() for p in params],
-                  "grads": [None if p.grad is None else p.grad.tolist() for p in params],
-                  "n_buckets": len(buckets.buckets),
-                  "views": [p.grad is not None and any(p.grad.data_ptr() == v.data_ptr() for vs in buckets.views
-                                                       for v in vs) for p in params]}
+        result = {
+            "values": [p.detach().tolist() for p in params],
+            "grads": [None if p.grad is None else p.grad.tolist() for p in params],
+            "n_buckets": len(buckets.buckets),
+            "views": [
+                p.grad is not None and any(p.grad.data_ptr() == v.data_ptr() for vs in buckets.views for v in vs)
+                for p in params
+            ],
+        }
         # zero_grad(set_to_none=False): the grads stay bucket views, backward accumulates into them
         for p in params[:3]:
             p.grad.zero_()
@@ -239,12 +323,18 @@ def _two_rank_worker(rank: int, port: int, out: str) -> None:
         grads = {}
         for overlap in (False, True):
             torch.manual_seed(0)
-            net = nn.Sequential(nn.Linear(3, 3),  # never used
-                                nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 4))
+            net = nn.Sequential(
+                nn.Linear(3, 3),  # never used
+                nn.Linear(8, 64),
+                nn.ReLU(),
+                nn.Linear(64, 64),
+                nn.ReLU(),
+                nn.Linear(64, 4),
+            )
             params = list(net.parameters())[::-1]  # backward order, as the strategy sorts them
             b = GradientBuckets(params, bucket_mb=200 * 4 / 2**20, overlap=overlap)  # 4 buckets
             torch.manual_seed(10 + rank)
-            for step in range(3):
+            for _step in range(3):
                 for p in params:
                     p.grad = None
                 b.prepare()
@@ -255,8 +345,9 @@ def _two_rank_worker(rank: int, port: int, out: str) -> None:
             result[f"overlap{overlap}_unused_none"] = params[-1].grad is None and params[-2].grad is None
             result[f"overlap{overlap}_early"] = b.early_sends
             b.close()
-        result["overlap_equal"] = all((x is None and y is None) or torch.equal(x, y)
-                                      for x, y in zip(grads[False], grads[True]))
+        result["overlap_equal"] = all(
+            (x is None and y is None) or torch.equal(x, y) for x, y in zip(grads[False], grads[True])
+        )
         result["overlap_grad"] = grads[True][0].flatten()[:4].tolist()
         strategy = AllReduceStrategy(parallel_devices=[torch.device("cpu")])
         result["mean"] = strategy.reduce(torch.tensor(float(rank)), reduce_op="mean").item()

@@ -55,8 +55,24 @@ def test_bare_step_holds_the_given_lock(monkeypatch):
 
 
 def test_template_overhead_script_runs(tmp_path):
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "template_overhead.py"), "--repeats", "1",
-                          "--warmup", "2", "--steps", "10", "--no-record", "--target", "1000"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "template_overhead.py"),
+            "--repeats",
+            "1",
+            "--warmup",
+            "2",
+            "--steps",
+            "10",
+            "--no-record",
+            "--target",
+            "1000",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "control: a second bare loop" in out.stdout and "template overhead" in out.stdout

@@ -46,8 +46,12 @@ def write_cifar10(root: Path, per_batch: int = 8, seed: int = 0) -> dict[str, tu
         labels = [int(c) for c in rng.integers(0, 10, size=per_batch)]
         planes = rng.integers(0, 96, size=(per_batch, 3, 1024)) + colors[labels][:, :, None]
         data = planes.reshape(per_batch, 3072).astype(np.uint8)
-        batch = {"batch_label": f"tiny {name}", "labels": labels, "data": data,
-                 "filenames": [f"{name}_{i}.png" for i in range(per_batch)]}
+        batch = {
+            "batch_label": f"tiny {name}",
+            "labels": labels,
+            "data": data,
+            "filenames": [f"{name}_{i}.png" for i in range(per_batch)],
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)
         split = "test" if name == "test_batch" else "train"
@@ -65,9 +69,18 @@ def cifar(tmp_path):
 
 
 def cifar_cfg(tmp_path, root, *overrides):
-    return compose_config(["data=cifar10", f"data.root={root}", "data.num_workers=0", "logger=none",
-                           f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}", *overrides],
-                          run_dir=tmp_path / "run")
+    return compose_config(
+        [
+            "data=cifar10",
+            f"data.root={root}",
+            "data.num_workers=0",
+            "logger=none",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            *overrides,
+        ],
+        run_dir=tmp_path / "run",
+    )
 
 
 def expected_image(row: np.ndarray, normalization: str) -> torch.Tensor:
@@ -128,8 +141,16 @@ def test_val_size_sets_the_split(tmp_path, cifar, val_size, n_val):
 
 def test_224px_with_imagenet_normalization(tmp_path, cifar):
     root, written = cifar
-    dm = instantiate(cifar_cfg(tmp_path, root, "data.verify_md5=false", "data.val_size=4", "data.image_size=224",
-                               "data.normalization=imagenet").data)
+    dm = instantiate(
+        cifar_cfg(
+            tmp_path,
+            root,
+            "data.verify_md5=false",
+            "data.val_size=4",
+            "data.image_size=224",
+            "data.normalization=imagenet",
+        ).data
+    )
     dm.setup("fit")
     mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION["imagenet"])
     for dataset, (data, labels) in ((dm.val_set, written["train"]), (dm.test_set, written["test"])):
@@ -171,9 +192,19 @@ def test_cli_reports_missing_root_in_one_line_and_writes_nothing(tmp_path):
     empty, logs = tmp_path / "nothing_here", tmp_path / "logs"
     empty.mkdir()
     result = subprocess.run(
-        [sys.executable, "train.py", "data=cifar10", f"data.root={empty}", "logger=none",
-         f"paths.log_dir={logs}", f"paths.data_dir={tmp_path / 'data'}"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "train.py",
+            "data=cifar10",
+            f"data.root={empty}",
+            "logger=none",
+            f"paths.log_dir={logs}",
+            f"paths.data_dir={tmp_path / 'data'}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -185,8 +216,15 @@ def test_cli_reports_missing_root_in_one_line_and_writes_nothing(tmp_path):
 
 def test_fast_dev_run_on_generated_files(tmp_path, cifar):
     root, _ = cifar
-    cfg = cifar_cfg(tmp_path, root, "debug=fast_dev_run", "data.verify_md5=false", "data.batch_size=4",
-                    "model.net.blocks=[1]", "model.net.widths=[8]")
+    cfg = cifar_cfg(
+        tmp_path,
+        root,
+        "debug=fast_dev_run",
+        "data.verify_md5=false",
+        "data.batch_size=4",
+        "model.net.blocks=[1]",
+        "model.net.widths=[8]",
+    )
     metrics = train(cfg)
     assert 0.0 <= metrics["test/acc"] <= 1.0 and np.isfinite(metrics["test/loss"])
     assert np.isfinite(metrics["train/loss"])
@@ -197,8 +235,19 @@ def test_fast_dev_run_on_generated_files(tmp_path, cifar):
 def test_learns_the_generated_pattern(tmp_path):
     root = tmp_path / "cifar"
     write_cifar10(root, per_batch=64)
-    cfg = cifar_cfg(tmp_path, root, "data.verify_md5=false", "data.val_size=64", "data.batch_size=32",
-                    "data.augment=false", "model.net.blocks=[1]", "model.net.widths=[8]", "trainer.max_epochs=6",
-                    "optimizer=adamw", "optimizer.lr=3e-2", "~callbacks.progress_bar")
+    cfg = cifar_cfg(
+        tmp_path,
+        root,
+        "data.verify_md5=false",
+        "data.val_size=64",
+        "data.batch_size=32",
+        "data.augment=false",
+        "model.net.blocks=[1]",
+        "model.net.widths=[8]",
+        "trainer.max_epochs=6",
+        "optimizer=adamw",
+        "optimizer.lr=3e-2",
+        "~callbacks.progress_bar",
+    )
     metrics = train(cfg)
     assert metrics["val/acc_best"] > 0.5 and metrics["test/acc"] > 0.5  # chance is 0.1

@@ -19,20 +19,23 @@ def preflight_error(capsys, *args: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["optimizer=adamx"], ["optimizer=adamx is not an option", "adamw", "sgd"]),
-    (["trainer.max_epoch=3"], ["unknown key 'trainer.max_epoch'", "+trainer.max_epoch"]),
-    (["data.batch_size=abc"], ["data.batch_size='abc'", "positive integer"]),
-    (["data.batch_size=0"], ["data.batch_size=0", "positive integer"]),
-    (["optimizer.lr=0"], ["optimizer.lr=0", "> 0"]),
-    (["optimizer.lr=-1e-3"], ["optimizer.lr=-0.001"]),
-    (["trainer.devices=64"], ["trainer.devices=64", "trainer.devices="]),
-    (["trainer.precision=8"], ["trainer.precision"]),
-    (["+model.net.depth=5"], ["model.net.depth is not an argument of optlab.models.ResNet", "~model.net.depth"]),
-    (["ckpt_path=/nonexistent/last.ckpt"], ["ckpt_path=/nonexistent/last.ckpt does not exist"]),
-    (["data=cifar10", "data.root=/nonexistent"], ["data.root=/nonexistent", "cifar-10-batches-py"]),
-    (["-m", "optimizer.lr=1e-3,-1"], ["optimizer.lr=-1"]),  # the 2nd job of a sweep is checked too
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["optimizer=adamx"], ["optimizer=adamx is not an option", "adamw", "sgd"]),
+        (["trainer.max_epoch=3"], ["unknown key 'trainer.max_epoch'", "+trainer.max_epoch"]),
+        (["data.batch_size=abc"], ["data.batch_size='abc'", "positive integer"]),
+        (["data.batch_size=0"], ["data.batch_size=0", "positive integer"]),
+        (["optimizer.lr=0"], ["optimizer.lr=0", "> 0"]),
+        (["optimizer.lr=-1e-3"], ["optimizer.lr=-0.001"]),
+        (["trainer.devices=64"], ["trainer.devices=64", "trainer.devices="]),
+        (["trainer.precision=8"], ["trainer.precision"]),
+        (["+model.net.depth=5"], ["model.net.depth is not an argument of optlab.models.ResNet", "~model.net.depth"]),
+        (["ckpt_path=/nonexistent/last.ckpt"], ["ckpt_path=/nonexistent/last.ckpt does not exist"]),
+        (["data=cifar10", "data.root=/nonexistent"], ["data.root=/nonexistent", "cifar-10-batches-py"]),
+        (["-m", "optimizer.lr=1e-3,-1"], ["optimizer.lr=-1"]),  # the 2nd job of a sweep is checked too
+    ],
+)
 def test_bad_input_is_one_line(capsys, args, expected):
     err = preflight_error(capsys, *args)
     for text in expected:
@@ -57,7 +60,8 @@ def test_cli_exit_code_and_nothing_written(cli, tmp_path):
     result = cli(["optimizer.lr=-1", f"paths.log_dir={tmp_path / 'logs'}"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: optimizer.lr=-1 is invalid: it must be a number > 0 (set it with `optimizer.lr=...`)"]
+        "error: optimizer.lr=-1 is invalid: it must be a number > 0 (set it with `optimizer.lr=...`)"
+    ]
     assert not (tmp_path / "logs").exists()
 
 

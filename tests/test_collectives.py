@@ -34,7 +34,7 @@ def _input(shape, dtype, seed, rank):
     g = torch.Generator().manual_seed(seed * 1009 + rank)
     if dtype.is_floating_point:
         return torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
-    return torch.randint(-2**62, 2**62, shape, generator=g, dtype=dtype)
+    return torch.randint(-(2**62), 2**62, shape, generator=g, dtype=dtype)
 
 
 class Checker:
@@ -67,8 +67,11 @@ class Checker:
         err_exact = (got.double() - exact).abs()
         err_gloo = (got.double() - gloo.double()).abs()
         if (err_exact > tol).any() or (err_gloo > 2 * tol).any():
-            self.fail(what, f"max error {err_exact.max():.3g} vs exact, {err_gloo.max():.3g} vs gloo "
-                            f"(tolerance up to {tol.max():.3g})")
+            self.fail(
+                what,
+                f"max error {err_exact.max():.3g} vs exact, {err_gloo.max():.3g} vs gloo "
+                f"(tolerance up to {tol.max():.3g})",
+            )
 
     def same_on_all_ranks(self, what, got):
         """Bit-identical results on every rank: compare with rank 0's bytes."""
@@ -98,8 +101,11 @@ class Checker:
         dist.broadcast(ref, group_src=src, group=self.group)
         out = broadcast(mine, src=src, group=self.group)
         self.checked += 1
-        if out is not mine or not torch.equal(mine.view(torch.uint8), xs[src].view(torch.uint8)) \
-                or not torch.equal(mine, ref):
+        if (
+            out is not mine
+            or not torch.equal(mine.view(torch.uint8), xs[src].view(torch.uint8))
+            or not torch.equal(mine, ref)
+        ):
             self.fail(f"broadcast src={src} {dtype} {tuple(shape)}", "not a bit-exact copy of src's tensor")
 
     def reduce_case(self, shape, dtype, dst, op):
@@ -146,8 +152,9 @@ class Checker:
 
 def _worker(rank, world, store, out_dir, full):
     torch.set_num_threads(1)  # forked: keep OpenMP out of it
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
-                            timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
+    )
     default_segment = collectives.SEGMENT_BYTES
     try:
         checks = [Checker()]

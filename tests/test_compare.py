@@ -19,8 +19,14 @@ from optlab.run import CONFIG_DIR, compose_config
 from optlab.validate import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["sweep.threads=1", "model.net.widths=[8,16]", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0"]
+TINY = [
+    "sweep.threads=1",
+    "model.net.widths=[8,16]",
+    "trainer.max_epochs=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+]
 
 
 def compare_cfg(tmp_path, *overrides):
@@ -28,12 +34,18 @@ def compare_cfg(tmp_path, *overrides):
 
 
 def test_candidates_are_override_sets_with_names():
-    found = config.candidates_of(["sgd", {"optimizer": "adamw", "scheduler": "none"},
-                                      {"name": "big", "data.batch_size": 256, "optimizer.lr": 0.4, "space": {}}])
+    found = config.candidates_of(
+        [
+            "sgd",
+            {"optimizer": "adamw", "scheduler": "none"},
+            {"name": "big", "data.batch_size": 256, "optimizer.lr": 0.4, "space": {}},
+        ]
+    )
     assert [(c.name, c.overrides, c.space) for c in found] == [
         ("sgd", ["optimizer=sgd"], None),
         ("adamw,scheduler=none", ["optimizer=adamw", "scheduler=none"], None),
-        ("big", ["data.batch_size=256", "optimizer.lr=0.4"], {})]
+        ("big", ["data.batch_size=256", "optimizer.lr=0.4"], {}),
+    ]
     with pytest.raises(ConfigError, match=r"candidates\[0\] and candidates\[1\] are both named 'sgd'"):
         config.candidates_of(["sgd", {"optimizer": "sgd"}])
     with pytest.raises(ConfigError, match=r"candidates\[1\]=3 is invalid"):
@@ -54,11 +66,15 @@ def test_default_search_space_is_three_decades_around_the_optimizer_defaults():
 
 
 def test_bad_protocol_keys_fail_with_the_key_named(tmp_path):
-    cases = {"tasks=[nosuch]": r"tasks: 'nosuch' is not a task; choose from .*digits",
-             "tune.trials=-1": r"tune.trials=-1 is invalid", "eval.seeds=0": r"eval.seeds=0 is invalid",
-             "alpha=2": r"alpha=2 is invalid", "test=ttest": r"test='ttest' is invalid",
-             "target={metric: val/acc}": r"target.value=None is invalid",
-             "run_defaults=[csv]": r"run_defaults=\['csv'\] is invalid"}
+    cases = {
+        "tasks=[nosuch]": r"tasks: 'nosuch' is not a task; choose from .*digits",
+        "tune.trials=-1": r"tune.trials=-1 is invalid",
+        "eval.seeds=0": r"eval.seeds=0 is invalid",
+        "alpha=2": r"alpha=2 is invalid",
+        "test=ttest": r"test='ttest' is invalid",
+        "target={metric: val/acc}": r"target.value=None is invalid",
+        "run_defaults=[csv]": r"run_defaults=\['csv'\] is invalid",
+    }
     for override, message in cases.items():
         with pytest.raises(ConfigError, match=message):
             config.protocol(compare_cfg(tmp_path, override), [], [CONFIG_DIR])
@@ -66,23 +82,55 @@ def test_bad_protocol_keys_fail_with_the_key_named(tmp_path):
 
 def test_the_command_line_splits_into_protocol_and_training_overrides():
     own, training = config.split_command_line(
-        ["--config-dir", "/x", "compare=optimizers", "candidates=[sgd]", "tune.trials=3", "sweep/sampler=random",
-         "sweep.threads=2", "hydra.run.dir=/y", "name=n", "data.root=/data", "+trainer.limit_val_batches=1",
-         "~callbacks.progress_bar", "optimizer.lr=0.1", "storage=sqlite:///s.db"], CONFIG_DIR)
-    assert own == ["--config-dir", "/x", "compare=optimizers", "candidates=[sgd]", "tune.trials=3",
-                   "sweep/sampler=random", "sweep.threads=2", "hydra.run.dir=/y", "name=n", "storage=sqlite:///s.db"]
-    assert training == ["data.root=/data", "+trainer.limit_val_batches=1", "~callbacks.progress_bar", "optimizer.lr=0.1"]
+        [
+            "--config-dir",
+            "/x",
+            "compare=optimizers",
+            "candidates=[sgd]",
+            "tune.trials=3",
+            "sweep/sampler=random",
+            "sweep.threads=2",
+            "hydra.run.dir=/y",
+            "name=n",
+            "data.root=/data",
+            "+trainer.limit_val_batches=1",
+            "~callbacks.progress_bar",
+            "optimizer.lr=0.1",
+            "storage=sqlite:///s.db",
+        ],
+        CONFIG_DIR,
+    )
+    assert own == [
+        "--config-dir",
+        "/x",
+        "compare=optimizers",
+        "candidates=[sgd]",
+        "tune.trials=3",
+        "sweep/sampler=random",
+        "sweep.threads=2",
+        "hydra.run.dir=/y",
+        "name=n",
+        "storage=sqlite:///s.db",
+    ]
+    assert training == [
+        "data.root=/data",
+        "+trainer.limit_val_batches=1",
+        "~callbacks.progress_bar",
+        "optimizer.lr=0.1",
+    ]
 
 
 def test_later_overrides_win_task_then_command_line_then_candidate():
-    assert protocol.dedupe(["logger=csv", "data=digits", "trainer.max_epochs=10", "logger=none",
-                            "trainer.max_epochs=2"]) == ["data=digits", "logger=none", "trainer.max_epochs=2"]
+    assert protocol.dedupe(
+        ["logger=csv", "data=digits", "trainer.max_epochs=10", "logger=none", "trainer.max_epochs=2"]
+    ) == ["data=digits", "logger=none", "trainer.max_epochs=2"]
 
 
 def test_a_resume_with_other_settings_is_refused(tmp_path):
     def resume(*overrides):
-        protocol.check_resume(config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", *overrides), [],
-                                              [CONFIG_DIR]))
+        protocol.check_resume(
+            config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", *overrides), [], [CONFIG_DIR])
+        )
 
     resume("eval.seeds=2")
     resume("eval.seeds=2")  # the same: fine
@@ -107,21 +155,37 @@ def test_repeated_studies_get_their_own_sampler_seed_storage_and_folders(tmp_pat
     p = config.protocol(cfg, [], [CONFIG_DIR])
     cells = protocol.plan(protocol._stored_cfg(cfg, p), p, [], check=False)
     got = [(c.candidate.name, c.study, c.settings.sampler["seed"], c.settings.study_name) for c in cells]
-    assert got == [("sgd", 0, 7, "rep.digits.sgd.s0"), ("sgd", 1, 8, "rep.digits.sgd.s1"),
-                   ("adamw", 0, 7, "rep.digits.adamw.s0"), ("adamw", 1, 8, "rep.digits.adamw.s1")]
+    assert got == [
+        ("sgd", 0, 7, "rep.digits.sgd.s0"),
+        ("sgd", 1, 8, "rep.digits.sgd.s1"),
+        ("adamw", 0, 7, "rep.digits.adamw.s0"),
+        ("adamw", 1, 8, "rep.digits.adamw.s1"),
+    ]
     assert {c.settings.storage for c in cells} == {f"sqlite:///{tmp_path}/rep/tune.db"}
     assert cells[1].settings.study_dir == tmp_path / "rep" / "tune" / "digits" / "sgd" / "s1"
     assert all(c.settings.space.params and c.tuned for c in cells)
 
 
 def test_a_typo_in_a_candidate_fails_before_anything_runs(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "compare.py"), f"root={tmp_path}",
-                             "candidates=[sgd,{optimizer: adamw, optimizer.betaz: 0.9}]"],
-                            capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "WANDB_SILENT": "true"},
-                            check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "compare.py"),
+            f"root={tmp_path}",
+            "candidates=[sgd,{optimizer: adamw, optimizer.betaz: 0.9}]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "WANDB_SILENT": "true"},
+        check=False,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: candidate 'adamw,optimizer.betaz=0.9' on task digits:"), lines
+    assert len(lines) == 1 and lines[0].startswith("error: candidate 'adamw,optimizer.betaz=0.9' on task digits:"), (
+        lines
+    )
     assert "betaz" in lines[0]
     assert not any(tmp_path.glob("*/tune.db")), "nothing may start before every candidate is checked"
 
@@ -147,21 +211,41 @@ def _fake_run(run_dir: Path, final: float, reach_at: int | None, examples_per_ev
     rows = []
     for i in range(1, 6):
         acc = 0.95 if reach_at is not None and i >= reach_at else 0.5
-        rows.append({"step": 10 * i, "examples_seen": examples_per_eval * i, "seconds": 1.0 * i,
-                     "metrics": {"val/acc": acc, "val/acc_best": acc}})
+        rows.append(
+            {
+                "step": 10 * i,
+                "examples_seen": examples_per_eval * i,
+                "seconds": 1.0 * i,
+                "metrics": {"val/acc": acc, "val/acc_best": acc},
+            }
+        )
     (run_dir / CURVE).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (run_dir / FIT).write_text(json.dumps({"fit_s": 5.0, "params": 100, "state_bytes": 800, "steps": 50,
-                                           "examples_seen": 5000}))
-    (run_dir / OUTCOME).write_text(json.dumps({"status": "ok", "reason": None, "wall_s": 6.0,
-                                               "metrics": {"val/acc_best": final, "test/acc": final - 0.01}}))
+    (run_dir / FIT).write_text(
+        json.dumps({"fit_s": 5.0, "params": 100, "state_bytes": 800, "steps": 50, "examples_seen": 5000})
+    )
+    (run_dir / OUTCOME).write_text(
+        json.dumps(
+            {
+                "status": "ok",
+                "reason": None,
+                "wall_s": 6.0,
+                "metrics": {"val/acc_best": final, "test/acc": final - 0.01},
+            }
+        )
+    )
 
 
 def test_the_report_states_a_clear_winner_and_no_difference_between_equals(tmp_path):
     from optlab.compare.report import write_report
 
-    cfg = compare_cfg(tmp_path, "name=known", "eval.seeds=6", "target={metric: val/acc, value: 0.9}",
-                      "candidates=[{name: a, optimizer: sgd, space: {}}, {name: b, optimizer: sgd, space: {}},"
-                      " {name: c, optimizer: adamw, space: {}}]")
+    cfg = compare_cfg(
+        tmp_path,
+        "name=known",
+        "eval.seeds=6",
+        "target={metric: val/acc, value: 0.9}",
+        "candidates=[{name: a, optimizer: sgd, space: {}}, {name: b, optimizer: sgd, space: {}},"
+        " {name: c, optimizer: adamw, space: {}}]",
+    )
     p = config.protocol(cfg, [], [CONFIG_DIR])
     cells = protocol.plan(protocol._stored_cfg(cfg, p), p, [], check=False)
     equal = [0.80, 0.82, 0.84, 0.81, 0.83, 0.85]
@@ -182,8 +266,13 @@ def test_the_report_states_a_clear_winner_and_no_difference_between_equals(tmp_p
     assert rows["c"][4] == "2000 [2000, 2000] (6/6)" and rows["a"][4] == "4000 [4000, 4000] (6/6)"
     assert rows["b"][4] == "never [never, never] (0/6)"
     assert rows["c"][8] == "8"  # 800 state bytes over 100 parameters
-    for name in ("report.md", "report.html", "digits_curves_examples.png", "digits_curves_time.png",
-                 "digits_time_to_target.png"):
+    for name in (
+        "report.md",
+        "report.html",
+        "digits_curves_examples.png",
+        "digits_curves_time.png",
+        "digits_time_to_target.png",
+    ):
         assert (p.dir / name).stat().st_size > 1000, name
     assert "data:image/png;base64," in (p.dir / "report.html").read_text()
     p.pairs = [["a", "c"]]  # one planned contrast (pairs=[[a, c]]): a family of one, nothing to adjust
@@ -197,9 +286,14 @@ def test_several_tasks_give_performance_profiles_and_scores(tmp_path):
     ratios a = [1, inf], b = [2, 1], so AlgoPerf's score (tau_max 4) is 3/6 for a and 5/6 for b."""
     from optlab.compare.report import write_report
 
-    cfg = compare_cfg(tmp_path, "name=profiles", "eval.seeds=2", "tasks=[digits,synthetic]",
-                      "target={metric: val/acc, value: 0.9}",
-                      "candidates=[{name: a, optimizer: sgd, space: {}}, {name: b, optimizer: adamw, space: {}}]")
+    cfg = compare_cfg(
+        tmp_path,
+        "name=profiles",
+        "eval.seeds=2",
+        "tasks=[digits,synthetic]",
+        "target={metric: val/acc, value: 0.9}",
+        "candidates=[{name: a, optimizer: sgd, space: {}}, {name: b, optimizer: adamw, space: {}}]",
+    )
     p = config.protocol(cfg, [], [CONFIG_DIR])
     cells = protocol.plan(protocol._stored_cfg(cfg, p), p, [], check=False)
     reach = {("digits", "a"): 2, ("digits", "b"): 4, ("synthetic", "a"): None, ("synthetic", "b"): 2}
@@ -207,8 +301,15 @@ def test_several_tasks_give_performance_profiles_and_scores(tmp_path):
         for seed in p.eval_seeds:
             _fake_run(protocol.eval_dir(p, cell, seed), 0.9, reach[(cell.task.name, cell.candidate.name)])
     text = write_report(p, cells).read_text()
-    scores = {c[0]: c for c in (line.strip("| ").split(" | ") for line in text.split("Performance profiles")[1]
-                                .splitlines() if line.startswith("| ")) if c[0] in ("a", "b")}
+    scores = {
+        c[0]: c
+        for c in (
+            line.strip("| ").split(" | ")
+            for line in text.split("Performance profiles")[1].splitlines()
+            if line.startswith("| ")
+        )
+        if c[0] in ("a", "b")
+    }
     assert scores["a"] == ["a", "2", "never", "0.500"] and scores["b"] == ["b", "4", "2", "0.833"]
     assert (p.dir / "performance_profiles.png").stat().st_size > 1000
 
@@ -217,12 +318,21 @@ def test_several_tasks_give_performance_profiles_and_scores(tmp_path):
 def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_path):
     """2 candidates + 1 that crashes (a 3-class head on 10-class digits), 2 trials, 2 seeds: killed
     during the re-runs, resumed; nothing finished re-runs, the failure is reported, plots exist."""
-    args = [sys.executable, str(REPO / "compare.py"), f"root={tmp_path}", "name=e2e", "tune.trials=2",
-            "eval.seeds=2", "eval.every=5", *TINY,
-            "candidates=[sgd,adamw,{name: broken, optimizer: sgd, model.net.num_classes: 3}]"]
+    args = [
+        sys.executable,
+        str(REPO / "compare.py"),
+        f"root={tmp_path}",
+        "name=e2e",
+        "tune.trials=2",
+        "eval.seeds=2",
+        "eval.every=5",
+        *TINY,
+        "candidates=[sgd,adamw,{name: broken, optimizer: sgd, model.net.num_classes: 3}]",
+    ]
     env = {**os.environ, "WANDB_SILENT": "true"}
-    first = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     evals = tmp_path / "e2e" / "eval"
     deadline = time.time() + 600
     while time.time() < deadline and not list(evals.glob(f"**/{OUTCOME}")):
@@ -233,8 +343,10 @@ def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_pat
     done = {p: p.stat().st_mtime for p in evals.glob(f"**/{OUTCOME}")}
     assert done
     # resumed by two workers at once: they share the re-runs left (each run once), and both report
-    workers = [subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for _ in range(2)]
+    workers = [
+        subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=900)[0] for w in workers]
     for w, out in zip(workers, outputs):
         assert w.returncode == 0, out[-3000:]
@@ -251,11 +363,22 @@ def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_pat
         assert len(runs) == 2 and all(json.loads(r.read_text())["status"] == "ok" for r in runs)
         curve = (runs[0].parent / CURVE).read_text().splitlines()
         assert len(curve) >= 4, "eval.every=5 validates several times per 2-epoch run"
-    for png in ("digits_curves_examples.png", "digits_curves_time.png", "digits_time_to_target.png",
-                "digits_sensitivity.png"):
+    for png in (
+        "digits_curves_examples.png",
+        "digits_curves_time.png",
+        "digits_time_to_target.png",
+        "digits_sensitivity.png",
+    ):
         assert (tmp_path / "e2e" / png).stat().st_size > 1000, png
-    redraw = subprocess.run([sys.executable, str(REPO / "compare.py"), f"root={tmp_path}", "name=e2e", "report=only"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    redraw = subprocess.run(
+        [sys.executable, str(REPO / "compare.py"), f"root={tmp_path}", "name=e2e", "report=only"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert redraw.returncode == 0, redraw.stderr[-2000:]
     assert (tmp_path / "e2e" / "report.md").read_text().split("## Task")[1] == report.split("## Task")[1]
 
@@ -264,11 +387,19 @@ def test_a_re_run_lock_excludes_other_workers_and_dies_with_its_holder(tmp_path)
     from optlab.compare import workers
 
     run_dir = tmp_path / "eval" / "seed-1"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from pathlib import Path; "
-                               "from optlab.compare import workers\n"
-                               f"with workers.holding(Path({str(run_dir)!r})) as mine:\n"
-                               "    print(mine, flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; "
+            "from optlab.compare import workers\n"
+            f"with workers.holding(Path({str(run_dir)!r})) as mine:\n"
+            "    print(mine, flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
     try:
         assert holder.stdout.readline().strip() == "True"
         with workers.holding(run_dir) as mine:
@@ -294,12 +425,18 @@ def test_the_power_law_fit_recovers_known_exponents():
     assert e == pytest.approx(0.3, abs=0.05)
 
 
-@pytest.mark.parametrize("pairs, message", [
-    ("pairs=adamx", r"pairs='adamx' is invalid: not a candidate's name; choose all, none, one of 'sgd', 'adamw'"),
-    ("pairs=[[sgd,adamx]]", r"pairs\[0\]=\['sgd', 'adamx'\] is invalid: 'adamx' is not a candidate's name"),
-    ("pairs=[[sgd,sgd]]", r"pairs\[0\]=\['sgd', 'sgd'\] is invalid: a candidate against itself"),
-    ("pairs=[sgd,adamw]", r"pairs=\['sgd', 'adamw'\] is invalid: all, a candidate's name \(a baseline\), or \[\[A, B\]"),
-])
+@pytest.mark.parametrize(
+    "pairs, message",
+    [
+        ("pairs=adamx", r"pairs='adamx' is invalid: not a candidate's name; choose all, none, one of 'sgd', 'adamw'"),
+        ("pairs=[[sgd,adamx]]", r"pairs\[0\]=\['sgd', 'adamx'\] is invalid: 'adamx' is not a candidate's name"),
+        ("pairs=[[sgd,sgd]]", r"pairs\[0\]=\['sgd', 'sgd'\] is invalid: a candidate against itself"),
+        (
+            "pairs=[sgd,adamw]",
+            r"pairs=\['sgd', 'adamw'\] is invalid: all, a candidate's name \(a baseline\), or \[\[A, B\]",
+        ),
+    ],
+)
 def test_bad_pairs_fail_with_the_key_named(tmp_path, pairs, message):
     with pytest.raises(ConfigError, match=message):
         config.protocol(compare_cfg(tmp_path, "candidates=[sgd,adamw]", pairs), [], [CONFIG_DIR])
@@ -317,10 +454,19 @@ SHIPPED = ["optimizers", "warmup_adam", "batch_lr_scaling", "scaling_law"]
 def test_every_shipped_comparison_runs_at_a_tiny_budget(tmp_path):
     """conf/compare/*.yaml end to end (tuning, re-runs, report) with 1 trial, 1 seed, 3 steps a run (one epoch)."""
     assert sorted(p.stem for p in (CONFIG_DIR / "compare").glob("*.yaml")) == sorted(SHIPPED)
-    tiny = ["tune.trials=1", "eval.seeds=1", "+trainer.limit_test_batches=1", "sweep.process=inline", "trainer.max_steps=-1", "trainer.max_epochs=1",
-            "+trainer.limit_train_batches=3",
-            "+trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-            "trainer.num_sanity_val_steps=0"]
+    tiny = [
+        "tune.trials=1",
+        "eval.seeds=1",
+        "+trainer.limit_test_batches=1",
+        "sweep.process=inline",
+        "trainer.max_steps=-1",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=3",
+        "+trainer.limit_val_batches=1",
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "trainer.num_sanity_val_steps=0",
+    ]
     for name in SHIPPED:
         own, training = config.split_command_line([f"compare={name}", f"root={tmp_path}", *tiny], CONFIG_DIR)
         cfg = compose_config(own, run_dir=tmp_path / "cmd", config_name="compare")

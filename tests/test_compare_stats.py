@@ -87,10 +87,16 @@ def test_permutation_p_samples_splits_when_there_are_too_many():
 def test_performance_profile_and_score_on_a_hand_made_table():
     from optlab.compare.stats import performance_profile, profile_score
 
-    times = {"adamw": {"digits": 10.0, "cifar": 20.0}, "sgd": {"digits": 20.0, "cifar": 10.0},
-             "lion": {"digits": 10.0, "cifar": math.inf}}  # lion never reached the target on cifar
-    assert performance_profile(times, [1.0, 1.5, 2.0]) == {"adamw": [0.5, 0.5, 1.0], "sgd": [0.5, 0.5, 1.0],
-                                                          "lion": [0.5, 0.5, 0.5]}
+    times = {
+        "adamw": {"digits": 10.0, "cifar": 20.0},
+        "sgd": {"digits": 20.0, "cifar": 10.0},
+        "lion": {"digits": 10.0, "cifar": math.inf},
+    }  # lion never reached the target on cifar
+    assert performance_profile(times, [1.0, 1.5, 2.0]) == {
+        "adamw": [0.5, 0.5, 1.0],
+        "sgd": [0.5, 0.5, 1.0],
+        "lion": [0.5, 0.5, 0.5],
+    }
     # adamw: ratio 1 on one task, 2 on the other: (3 + 2) / (2 tasks * 3) over tau in [1, 4].
     assert profile_score(times) == pytest.approx({"adamw": 5 / 6, "sgd": 5 / 6, "lion": 0.5})
 

@@ -11,12 +11,23 @@ EXTENSION = Path(__file__).parent / "extension"
 
 
 def test_added_pieces_train_from_outside_folder(cli, tmp_path):
-    before = subprocess.run(["git", "status", "--porcelain", "--", "conf", "src"], cwd=REPO,
-                            capture_output=True, text=True).stdout
-    result = cli([f"hydra.searchpath=[file://{EXTENSION / 'conf'}]", "data=blobs", "model=mlp",
-                  "optimizer=signsgd", "strategy=counting", "scheduler=none", "logger=csv",
-                  "trainer.max_epochs=3", f"paths.log_dir={tmp_path / 'logs'}"],
-                 PYTHONPATH=f"{EXTENSION}")
+    before = subprocess.run(
+        ["git", "status", "--porcelain", "--", "conf", "src"], cwd=REPO, capture_output=True, text=True
+    ).stdout
+    result = cli(
+        [
+            f"hydra.searchpath=[file://{EXTENSION / 'conf'}]",
+            "data=blobs",
+            "model=mlp",
+            "optimizer=signsgd",
+            "strategy=counting",
+            "scheduler=none",
+            "logger=csv",
+            "trainer.max_epochs=3",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        PYTHONPATH=f"{EXTENSION}",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "logs" / "train").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
@@ -24,8 +35,9 @@ def test_added_pieces_train_from_outside_folder(cli, tmp_path):
     resolved = (run / ".hydra" / "config.yaml").read_text()
     for target in ("my_pieces.BlobsDataModule", "my_pieces.MLP", "my_pieces.SignSGD", "my_pieces.CountingStrategy"):
         assert target in resolved
-    after = subprocess.run(["git", "status", "--porcelain", "--", "conf", "src"], cwd=REPO,
-                           capture_output=True, text=True).stdout
+    after = subprocess.run(
+        ["git", "status", "--porcelain", "--", "conf", "src"], cwd=REPO, capture_output=True, text=True
+    ).stdout
     assert after == before  # the template's own files were not touched
 
 

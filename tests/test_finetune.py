@@ -20,7 +20,6 @@ from optlab.models import PretrainedResNet
 from optlab.optim import SGD, build_optimizer
 from optlab.run import compose_config, train
 from optlab.validate import ConfigError, validate
-
 from test_cifar10 import write_cifar10
 
 WEIGHT_ENUMS = {"resnet18": models.ResNet18_Weights, "resnet34": models.ResNet34_Weights}
@@ -82,10 +81,23 @@ def backbone_snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def synthetic_cfg(tmp_path, weights, *overrides, run="run"):
-    return compose_config(["data=synthetic", "data.shape=[3,32,32]", "data.num_samples=16", "data.batch_size=8",
-                           "model=resnet_finetune", "model.net.arch=resnet18", f"model.net.weights={weights}",
-                           "logger=none", "test=false", f"paths.data_dir={tmp_path / 'data'}",
-                           f"paths.log_dir={tmp_path / 'logs'}", *overrides], run_dir=tmp_path / run)
+    return compose_config(
+        [
+            "data=synthetic",
+            "data.shape=[3,32,32]",
+            "data.num_samples=16",
+            "data.batch_size=8",
+            "model=resnet_finetune",
+            "model.net.arch=resnet18",
+            f"model.net.weights={weights}",
+            "logger=none",
+            "test=false",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            *overrides,
+        ],
+        run_dir=tmp_path / run,
+    )
 
 
 def fit_in_process(cfg):
@@ -95,8 +107,15 @@ def fit_in_process(cfg):
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, _convert_="all")
     before = backbone_snapshot(model.net)
-    trainer = instantiate(cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=[], logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = instantiate(
+        cfg.trainer,
+        strategy=instantiate(cfg.strategy),
+        callbacks=[],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(model, datamodule=datamodule)
     return model, trainer, before
 
@@ -119,6 +138,7 @@ def check_param_groups(model, optimizer, lr: float, weight_decay: float, backbon
 
 
 # -- where the weights come from ------------------------------------------------------------------
+
 
 def test_imagenet_weights_load_from_the_torch_hub_cache(torch_home, offline):
     state = cache_imagenet(torch_home, "resnet18")
@@ -145,8 +165,9 @@ def test_imagenet_weights_without_cache_say_where_the_file_goes(torch_home, offl
 def test_corrupted_cached_imagenet_file_is_a_clear_error(torch_home, offline):
     torch_home.mkdir(parents=True)
     cached = torch_home / Path(models.ResNet18_Weights.IMAGENET1K_V1.url).name
-    cached.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                     dtype=torch.uint8).numpy().tobytes())
+    cached.write_bytes(
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes()
+    )
     with pytest.raises(ValueError) as info:
         PretrainedResNet(arch="resnet18", weights="IMAGENET1K_V1")
     assert "model.net.weights=IMAGENET1K_V1" in str(info.value) and str(cached) in str(info.value)
@@ -160,8 +181,11 @@ def test_weights_from_a_local_file(tmp_path, offline, layout):
         "wrapped": {"state_dict": state, "epoch": 3},
         "data_parallel": {f"module.{k}": v for k, v in state.items()},
         # A PretrainedResNet's own state_dict: backbone.* plus its head.
-        "pretrained_resnet": {**{f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")},
-                              "head.weight": torch.zeros(10, 512), "head.bias": torch.zeros(10)},
+        "pretrained_resnet": {
+            **{f"backbone.{k}": v for k, v in state.items() if not k.startswith("fc.")},
+            "head.weight": torch.zeros(10, 512),
+            "head.bias": torch.zeros(10),
+        },
     }[layout]
     path = tmp_path / "weights.pth"
     torch.save(saved, path)
@@ -175,8 +199,15 @@ def test_weights_from_a_checkpoint_of_this_template(tmp_path, offline):
     torch.save(original, tmp_path / "r18.pth")
     # Finetune everything for one short epoch: the checkpoint's backbone then differs from r18.pth.
     # Plain SGD and only last.ckpt keep the checkpoint small (fast to write).
-    cfg = synthetic_cfg(tmp_path, tmp_path / "r18.pth", "model.net.freeze=none", "trainer.max_epochs=1",
-                        "optimizer.momentum=0", "optimizer.nesterov=false", "callbacks.model_checkpoint.save_top_k=0")
+    cfg = synthetic_cfg(
+        tmp_path,
+        tmp_path / "r18.pth",
+        "model.net.freeze=none",
+        "trainer.max_epochs=1",
+        "optimizer.momentum=0",
+        "optimizer.nesterov=false",
+        "callbacks.model_checkpoint.save_top_k=0",
+    )
     train(cfg)
     last = tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert last.is_file()
@@ -195,8 +226,11 @@ def test_weights_from_a_checkpoint_of_this_template(tmp_path, offline):
 def test_corrupted_local_weights_name_model_net_weights(tmp_path, offline, content):
     path = tmp_path / "weights.pth"
     if content == "random_bytes":
-        path.write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0),
-                                       dtype=torch.uint8).numpy().tobytes())
+        path.write_bytes(
+            torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+            .numpy()
+            .tobytes()
+        )
     elif content == "truncated":
         torch.save(fake_state("resnet18"), path)
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -226,6 +260,7 @@ def test_weights_that_do_not_fit_the_arch(tmp_path, offline):
 
 # -- frozen vs finetuned --------------------------------------------------------------------------
 
+
 def test_freeze_backbone_trains_only_the_head(tmp_path, offline):
     torch.save(fake_state("resnet18", seed=3), tmp_path / "r18.pth")
     # 2 epochs of 2 steps, with validation in between (Lightning switches modes around it).
@@ -250,8 +285,15 @@ def test_freeze_backbone_trains_only_the_head(tmp_path, offline):
 
 def test_freeze_none_finetunes_the_backbone_at_a_lower_lr(tmp_path, offline):
     torch.save(fake_state("resnet18", seed=4), tmp_path / "r18.pth")
-    cfg = synthetic_cfg(tmp_path, tmp_path / "r18.pth", "model.net.freeze=none", "trainer.max_epochs=1",
-                        "optimizer=adamw", "optimizer.weight_decay=0.01", "scheduler=none")
+    cfg = synthetic_cfg(
+        tmp_path,
+        tmp_path / "r18.pth",
+        "model.net.freeze=none",
+        "trainer.max_epochs=1",
+        "optimizer=adamw",
+        "optimizer.weight_decay=0.01",
+        "scheduler=none",
+    )
     scale = cfg.model.param_groups.lr_scales.backbone
     assert scale == 0.1
     model, trainer, before = fit_in_process(cfg)
@@ -269,9 +311,15 @@ def test_freeze_none_finetunes_the_backbone_at_a_lower_lr(tmp_path, offline):
 @pytest.mark.parametrize("freeze, scale", [("none", 0.1), ("none", 0.25), ("backbone", 0.1)])
 def test_param_groups_of_the_finetune_model(tmp_path, offline, freeze, scale):
     torch.save(fake_state("resnet18"), tmp_path / "r18.pth")
-    cfg = synthetic_cfg(tmp_path, tmp_path / "r18.pth", f"model.net.freeze={freeze}",
-                        f"model.param_groups.lr_scales.backbone={scale}", "optimizer=sgd", "optimizer.lr=0.2",
-                        "optimizer.weight_decay=1e-3")
+    cfg = synthetic_cfg(
+        tmp_path,
+        tmp_path / "r18.pth",
+        f"model.net.freeze={freeze}",
+        f"model.param_groups.lr_scales.backbone={scale}",
+        "optimizer=sgd",
+        "optimizer.lr=0.2",
+        "optimizer.weight_decay=1e-3",
+    )
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=None, _convert_="all")
     optimizer = build_optimizer(model, model.optimizer_factory, **model.param_group_options)
     assert isinstance(optimizer, SGD)
@@ -282,19 +330,34 @@ def test_param_groups_of_the_finetune_model(tmp_path, offline, freeze, scale):
 
 # -- the experiment -------------------------------------------------------------------------------
 
+
 def experiment_cfg(tmp_path, *overrides):
     root = tmp_path / "cifar"
     if not root.exists():
         write_cifar10(root, per_batch=4)
-    return compose_config(["experiment=feature_extraction_cifar10", f"data.root={root}", "data.verify_md5=false",
-                           "data.num_workers=0", "logger=none", f"paths.data_dir={tmp_path / 'data'}",
-                           f"paths.log_dir={tmp_path / 'logs'}", *overrides], run_dir=tmp_path / "run")
+    return compose_config(
+        [
+            "experiment=feature_extraction_cifar10",
+            f"data.root={root}",
+            "data.verify_md5=false",
+            "data.num_workers=0",
+            "logger=none",
+            f"paths.data_dir={tmp_path / 'data'}",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            *overrides,
+        ],
+        run_dir=tmp_path / "run",
+    )
 
 
 def test_feature_extraction_experiment_composes_and_builds(tmp_path, torch_home, offline):
     cfg = experiment_cfg(tmp_path)
     assert (cfg.data.image_size, cfg.data.normalization) == (224, "imagenet")
-    assert (cfg.model.net.arch, cfg.model.net.weights, cfg.model.net.freeze) == ("resnet34", "IMAGENET1K_V1", "backbone")
+    assert (cfg.model.net.arch, cfg.model.net.weights, cfg.model.net.freeze) == (
+        "resnet34",
+        "IMAGENET1K_V1",
+        "backbone",
+    )
     assert cfg.optimizer._target_ == "optlab.optim.AdamW"
     validate(cfg)
     state = cache_imagenet(torch_home, "resnet34")

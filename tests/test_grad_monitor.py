@@ -43,8 +43,9 @@ def test_norms_and_ratios_match_per_tensor_norms(monkeypatch, dtype):
     total = math.sqrt(sum(norm(p.grad) ** 2 for p in with_grad.values()))
     assert stats["grad_norm/total"] == pytest.approx(total, rel=1e-5)
     matrices = {n: p for n, p in with_grad.items() if p.ndim > 1}
-    assert sorted(k for k in stats if k.startswith("grad_to_weight/") and k != "grad_to_weight/max") == \
-        sorted(f"grad_to_weight/{n}" for n in matrices)
+    assert sorted(k for k in stats if k.startswith("grad_to_weight/") and k != "grad_to_weight/max") == sorted(
+        f"grad_to_weight/{n}" for n in matrices
+    )
     for n, p in matrices.items():
         assert stats[f"grad_norm/{n}"] == pytest.approx(norm(p.grad), rel=1e-5)
         assert stats[f"grad_to_weight/{n}"] == pytest.approx(norm(p.grad) / norm(p), rel=1e-5)

@@ -23,6 +23,7 @@ def grad_at(fn, point):
 
 # --- the functions -------------------------------------------------------------------------------
 
+
 def test_registry_holds_the_classic_functions():
     assert list(FUNCTIONS) == ["ravine", "trimodal", "rosenbrock"]
     assert isinstance(FUNCTIONS["ravine"], Ravine) and isinstance(FUNCTIONS["trimodal"], TriModal)
@@ -34,6 +35,7 @@ def test_registry_holds_the_classic_functions():
 
 def test_adding_a_function_is_one_subclass():
     try:
+
         class Bowl(TestFunction):
             name = "_test_bowl"
             minima = ((0.0, 0.0),)
@@ -68,7 +70,8 @@ def test_trimodal_minima_are_local_minima_at_the_means():
         assert grad_at(fn, m).norm().item() < 1e-6
         for r in (0.01, 0.05, 0.2):
             ring = torch.tensor(m, dtype=F64) + r * torch.stack(
-                [torch.cos(t := torch.linspace(0, 2 * math.pi, 16, dtype=F64)), torch.sin(t)], dim=-1)
+                [torch.cos(t := torch.linspace(0, 2 * math.pi, 16, dtype=F64)), torch.sin(t)], dim=-1
+            )
             assert (fn(ring) > value).all()
     assert abs(fn(torch.tensor([3.0, 3.0], dtype=F64)).item()) < 1e-20  # flat far away
 
@@ -84,7 +87,8 @@ def test_ravine_has_a_valley_but_no_finite_minimum():
         assert (fn(torch.stack([torch.full_like(ys, x), ys], -1)) > floor).all()
     x = torch.tensor([0.7, -1.3], dtype=F64)
     assert fn(torch.stack([x, torch.tensor([0.2, 0.2], dtype=F64)], -1)).tolist() == pytest.approx(
-        (torch.tanh(x) ** 2 + 0.01 * x.abs() + torch.sigmoid(torch.tensor(0.2, dtype=F64))).tolist())
+        (torch.tanh(x) ** 2 + 0.01 * x.abs() + torch.sigmoid(torch.tensor(0.2, dtype=F64))).tolist()
+    )
 
 
 @pytest.mark.parametrize("name", list(FUNCTIONS))
@@ -97,6 +101,7 @@ def test_functions_evaluate_batches_pointwise(name):
 
 
 # --- trajectory ----------------------------------------------------------------------------------
+
 
 def test_trajectory_shape_first_row_and_dtype():
     start = torch.tensor([-1.2, 1.0], dtype=F64)
@@ -142,13 +147,16 @@ def test_ours_match_torch_on_each_function(name, opt):
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("opt, hparams", [
-    ("sgd", dict(lr=1e-3, momentum=0.9, dampening=0.1, weight_decay=0.01)),
-    ("sgd", dict(lr=1e-3, momentum=0.9, nesterov=True, weight_decay=0.01)),
-    ("rmsprop", dict(lr=1e-2, alpha=0.9, centered=True, momentum=0.5, weight_decay=0.01)),
-    ("adam", dict(lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01)),
-    ("adamw", dict(lr=0.05, amsgrad=True, weight_decay=0.1)),
-])
+@pytest.mark.parametrize(
+    "opt, hparams",
+    [
+        ("sgd", dict(lr=1e-3, momentum=0.9, dampening=0.1, weight_decay=0.01)),
+        ("sgd", dict(lr=1e-3, momentum=0.9, nesterov=True, weight_decay=0.01)),
+        ("rmsprop", dict(lr=1e-2, alpha=0.9, centered=True, momentum=0.5, weight_decay=0.01)),
+        ("adam", dict(lr=0.05, betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01)),
+        ("adamw", dict(lr=0.05, amsgrad=True, weight_decay=0.1)),
+    ],
+)
 def test_ours_match_torch_with_more_hparams(opt, hparams):
     for fn, start in ((Rosenbrock(), (-1.2, 1.0)), (TriModal(), (0.3, -0.2))):
         ours = trajectory(fn, start, opt, 100, dtype=F64, **hparams)
@@ -179,6 +187,7 @@ def test_trajectory_takes_any_optimizer_subclass():
 
 # --- the CLI -------------------------------------------------------------------------------------
 
+
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
     return struct.unpack(">II", data[16:24])
@@ -186,11 +195,31 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_cli_writes_png_html_table_and_record(tmp_path, capsys):
     out = tmp_path / "run"
-    argv = ["--functions", "trimodal", "rosenbrock", "--optimizers", "sgd", "adam", "torch_adam",
-            "--iters", "40", "--lr", "adam=0.05", "torch_adam=0.05", "rosenbrock:sgd=0.002", "--out", str(out)]
+    argv = [
+        "--functions",
+        "trimodal",
+        "rosenbrock",
+        "--optimizers",
+        "sgd",
+        "adam",
+        "torch_adam",
+        "--iters",
+        "40",
+        "--lr",
+        "adam=0.05",
+        "torch_adam=0.05",
+        "rosenbrock:sgd=0.002",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["rosenbrock.html", "rosenbrock.png", "run.json",
-                                                      "trimodal.html", "trimodal.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "rosenbrock.html",
+        "rosenbrock.png",
+        "run.json",
+        "trimodal.html",
+        "trimodal.png",
+    ]
     import matplotlib.image
 
     for name in ("trimodal", "rosenbrock"):
@@ -227,8 +256,12 @@ def test_cli_defaults_are_the_classic_comparison_and_runs_never_collide(tmp_path
     assert len(runs) == 2 and all((r / "run.json").is_file() for r in runs)
     record = json.loads((runs[0] / "run.json").read_text())
     pairs = [(r["function"], r["optimizer"], r["class"]) for r in record["runs"]]
-    classes = {"sgd": "optlab.optim.sgd.SGD", "rmsprop": "optlab.optim.rmsprop.RMSprop",
-               "adam": "optlab.optim.adam.Adam", "adamw": "optlab.optim.adamw.AdamW"}
+    classes = {
+        "sgd": "optlab.optim.sgd.SGD",
+        "rmsprop": "optlab.optim.rmsprop.RMSprop",
+        "adam": "optlab.optim.adam.Adam",
+        "adamw": "optlab.optim.adamw.AdamW",
+    }
     assert pairs == [(f, o, classes[o]) for f in FUNCTIONS for o in classes]
     ravine = record["runs"][0]
     assert ravine["distance_to_nearest_minimum"] is None and ravine["hparams"] == {"lr": FUNCTIONS["ravine"].lrs["sgd"]}
@@ -237,26 +270,33 @@ def test_cli_defaults_are_the_classic_comparison_and_runs_never_collide(tmp_path
 
 def test_cli_draws_a_diverging_path(tmp_path):
     out = tmp_path / "run"
-    assert main(["--functions", "rosenbrock", "--optimizers", "sgd", "--iters", "60", "--lr", "sgd=0.05",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["--functions", "rosenbrock", "--optimizers", "sgd", "--iters", "60", "--lr", "sgd=0.05", "--out", str(out)]
+        )
+        == 0
+    )
     assert png_size((out / "rosenbrock.png").read_bytes()) == (1400, 600)
     assert (out / "rosenbrock.html").stat().st_size > 1_000_000
     assert json.loads((out / "run.json").read_text())["runs"][0]["note"] == "diverged"
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--functions", "nope"], ["'nope'", "ravine, trimodal, rosenbrock"]),
-    (["--optimizers", "adam", "nope"], ["'nope'", "sgd, momentum", "torch_adamw"]),
-    (["--optimizers", "no_such_pkg.Opt"], ["no_such_pkg.Opt", "cannot use"]),
-    (["--lr", "adam0.1"], ["'adam0.1'", "OPTIMIZER=LR"]),
-    (["--lr", "adam=fast"], ["'fast'", "not a number"]),
-    (["--lr", "adam=-1"], ["adam=-1", "positive"]),
-    (["--lr", "lion=0.1"], ["'lion'", "sgd, rmsprop, adam, adamw"]),
-    (["--lr", "banana:adam=0.1"], ["'banana'", "ravine, trimodal, rosenbrock"]),
-    (["--iters", "0"], ["--iters 0"]),
-    (["--iters", "many"], ["'many'"]),
-    (["--dtype", "float16"], ["'float16'", "float32", "float64"]),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--functions", "nope"], ["'nope'", "ravine, trimodal, rosenbrock"]),
+        (["--optimizers", "adam", "nope"], ["'nope'", "sgd, momentum", "torch_adamw"]),
+        (["--optimizers", "no_such_pkg.Opt"], ["no_such_pkg.Opt", "cannot use"]),
+        (["--lr", "adam0.1"], ["'adam0.1'", "OPTIMIZER=LR"]),
+        (["--lr", "adam=fast"], ["'fast'", "not a number"]),
+        (["--lr", "adam=-1"], ["adam=-1", "positive"]),
+        (["--lr", "lion=0.1"], ["'lion'", "sgd, rmsprop, adam, adamw"]),
+        (["--lr", "banana:adam=0.1"], ["'banana'", "ravine, trimodal, rosenbrock"]),
+        (["--iters", "0"], ["--iters 0"]),
+        (["--iters", "many"], ["'many'"]),
+        (["--dtype", "float16"], ["'float16'", "float32", "float64"]),
+    ],
+)
 def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(argv, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2

@@ -15,14 +15,26 @@ from optlab import launch
 from optlab.launch import OUTCOME, Job, read_outcome, write_outcome
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = ["logger=csv", "test=false", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
-         "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+QUICK = [
+    "logger=csv",
+    "test=false",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=4",
+    "+trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 
 
 def hooked(tmp_path, name: str, then: str, marker: Path, **kwargs) -> Job:
-    return Job(overrides=[*QUICK, f"paths.log_dir={tmp_path / 'logs'}"], run_dir=str(tmp_path / name),
-               configure="launch_hooks.record_then", options={"marker": str(marker), "then": then},
-               log_file=str(tmp_path / f"{name}.log"), **kwargs)
+    return Job(
+        overrides=[*QUICK, f"paths.log_dir={tmp_path / 'logs'}"],
+        run_dir=str(tmp_path / name),
+        configure="launch_hooks.record_then",
+        options={"marker": str(marker), "then": then},
+        log_file=str(tmp_path / f"{name}.log"),
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -35,8 +47,15 @@ def hooks_importable(monkeypatch):
 
 
 def test_a_job_round_trips_through_json():
-    job = Job(overrides=["optimizer=adamw", "hydra.searchpath=[file:///x]"], run_dir="/r", config_dir="/c",
-              configure="m.f", options={"pruner": {"_target_": "p"}}, threads=2, log_file="/r/l")
+    job = Job(
+        overrides=["optimizer=adamw", "hydra.searchpath=[file:///x]"],
+        run_dir="/r",
+        config_dir="/c",
+        configure="m.f",
+        options={"pruner": {"_target_": "p"}},
+        threads=2,
+        log_file="/r/l",
+    )
     assert Job.from_json(job.to_json()) == job
 
 
@@ -51,8 +70,9 @@ def test_an_inline_job_trains_and_leaves_its_outcome(tmp_path):
 
 
 def test_the_outcome_file_is_strict_json_even_with_non_finite_metrics(tmp_path):
-    write_outcome(tmp_path, {"status": "ok", "metrics": {"val/loss": float("nan"), "val/acc": 0.5,
-                                                         "train/loss": float("inf")}})
+    write_outcome(
+        tmp_path, {"status": "ok", "metrics": {"val/loss": float("nan"), "val/acc": 0.5, "train/loss": float("inf")}}
+    )
 
     def refuse(token):
         raise ValueError(f"not JSON: {token}")
@@ -122,7 +142,9 @@ def test_a_fresh_process_per_job_and_its_timeout(tmp_path, hooks_importable):
 def test_a_job_through_submitit_leaves_the_same_outcome(tmp_path, hooks_importable):
     pytest.importorskip("submitit")  # the [cluster] extra
     marker = tmp_path / "pids"
-    ok = launch.run(hooked(tmp_path, "a", "train", marker), "submitit", submitit={"cluster": "local", "timeout_min": 10})
+    ok = launch.run(
+        hooked(tmp_path, "a", "train", marker), "submitit", submitit={"cluster": "local", "timeout_min": 10}
+    )
     failed = launch.run(hooked(tmp_path, "b", "kill", marker), "submitit", submitit={"cluster": "local"})
     assert ok["status"] == "ok" and read_outcome(tmp_path / "a")["metrics"] == ok["metrics"]
     assert ok["metrics"] == json.loads((tmp_path / "a" / "metrics.json").read_text())

@@ -21,8 +21,16 @@ def steps_with(rows, key):
 @pytest.mark.parametrize("every, expected_stride", [(None, 10), (20, 20)])
 def test_gradient_monitor_rows_share_train_loss_steps(make_cfg, tmp_path, every, expected_stride):
     every_override = "null" if every is None else every
-    train(make_cfg("logger=csv", "trainer.max_epochs=2", "test=false", "trainer.log_every_n_steps=10",
-                   f"callbacks.grad_monitor.every_n_steps={every_override}", "~callbacks.progress_bar"))
+    train(
+        make_cfg(
+            "logger=csv",
+            "trainer.max_epochs=2",
+            "test=false",
+            "trainer.log_every_n_steps=10",
+            f"callbacks.grad_monitor.every_n_steps={every_override}",
+            "~callbacks.progress_bar",
+        )
+    )
     rows = csv_rows(tmp_path / "run")
     loss_steps = steps_with(rows, "train/loss_step")
     grad_steps = steps_with(rows, "grad_norm/total")

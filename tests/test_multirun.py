@@ -31,8 +31,18 @@ def test_multirun_two_jobs(cli, tmp_path):
 @pytest.mark.slow
 def test_multirun_with_subprocess_ddp(cli, tmp_path):
     logs = tmp_path / "logs"
-    result = cli(["-m", "optimizer.lr=0.05,0.1", "strategy=ddp", "trainer.devices=2", "trainer.max_epochs=1",
-                  "test=false", "logger=csv", f"paths.log_dir={logs}"])
+    result = cli(
+        [
+            "-m",
+            "optimizer.lr=0.05,0.1",
+            "strategy=ddp",
+            "trainer.devices=2",
+            "trainer.max_epochs=1",
+            "test=false",
+            "logger=csv",
+            f"paths.log_dir={logs}",
+        ]
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = sweep_dirs(logs)  # a child that re-ran the sweep would have made a second one
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
@@ -45,10 +55,20 @@ def test_multirun_with_subprocess_ddp(cli, tmp_path):
         assert (sweep / job / "job.json").is_file()  # the job as the fresh process (and its rank 1) read it
 
 
-@pytest.mark.parametrize("devices, strategy, relaunches", [
-    (1, "ddp", False), (2, "ddp", True), ("2", "ddp", True), ("0,", "ddp", False), ([0, 1], "ddp", True),
-    ("auto", "ddp", False), (2, "ddp_spawn", False), (-1, "ddp", True), (2, "fsdp", True),
-])
+@pytest.mark.parametrize(
+    "devices, strategy, relaunches",
+    [
+        (1, "ddp", False),
+        (2, "ddp", True),
+        ("2", "ddp", True),
+        ("0,", "ddp", False),
+        ([0, 1], "ddp", True),
+        ("auto", "ddp", False),
+        (2, "ddp_spawn", False),
+        (-1, "ddp", True),
+        (2, "fsdp", True),
+    ],
+)
 def test_which_jobs_lightning_would_relaunch(make_cfg, monkeypatch, devices, strategy, relaunches):
     """Only a multi-process start by re-running argv needs the job replayed (CPU: -1 = every core)."""
     from optlab.run import relaunches_argv

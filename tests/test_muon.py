@@ -57,17 +57,23 @@ MUON_NAMES = ["conv1.weight", "conv2.weight"]  # ConvNet: only the hidden convs
 
 def mlp(dtype=torch.float32, seed=0) -> nn.Sequential:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 32),
-                         nn.ReLU(), nn.Linear(32, 3)).to(dtype)
+    return nn.Sequential(
+        nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 24), nn.ReLU(), nn.Linear(24, 32), nn.ReLU(), nn.Linear(32, 3)
+    ).to(dtype)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("seed", range(4))
 def test_matches_torch_muon_on_matrices(dtype, seed):
     rng = random.Random(seed)  # random draws, but every adjust_lr_fn and both nesterov values occur
-    hp = dict(lr=10 ** rng.uniform(-3, -1), weight_decay=rng.choice([0.0, 0.1, rng.uniform(0, 0.5)]),
-              momentum=rng.uniform(0, 0.99), nesterov=seed in (0, 3), ns_steps=rng.randint(1, 7),
-              adjust_lr_fn=[None, "original", "match_rms_adamw", "spectral_unclamped"][seed])
+    hp = dict(
+        lr=10 ** rng.uniform(-3, -1),
+        weight_decay=rng.choice([0.0, 0.1, rng.uniform(0, 0.5)]),
+        momentum=rng.uniform(0, 0.99),
+        nesterov=seed in (0, 3),
+        ns_steps=rng.randint(1, 7),
+        adjust_lr_fn=[None, "original", "match_rms_adamw", "spectral_unclamped"][seed],
+    )
     torch.manual_seed(seed)
     ours = [torch.randn(s, dtype=dtype, requires_grad=True) for s in [(20, 12), (12, 20), (16, 16), (5, 33)]]
     ref = [p.detach().clone().requires_grad_() for p in ours]
@@ -135,8 +141,10 @@ def test_param_groups_factory_split_and_keys():
     muon = {id(p) for g in Muon(unnamed).param_groups if g["use_muon"] for p in g["params"]}
     assert muon == {id(net.conv1.weight), id(net.fc.weight)}
     reordered = param_groups(ResNetLike().named_parameters(), lr=0.02, weight_decay=0.1, lr_scales={"body.1": 2})
-    assert Muon(reordered).split() == {"muon": ["body.0.weight", "body.1.weight"], "adamw": [
-        "stem.weight", "head.weight", "stem.bias", "body.0.bias", "head.bias", "body.1.bias"]}
+    assert Muon(reordered).split() == {
+        "muon": ["body.0.weight", "body.1.weight"],
+        "adamw": ["stem.weight", "head.weight", "stem.bias", "body.0.bias", "head.bias", "body.1.bias"],
+    }
 
 
 class ResNetLike(nn.Module):
@@ -149,14 +157,20 @@ class ResNetLike(nn.Module):
 
 def test_explicit_use_muon_wins():
     net = ConvNet()
-    opt = Muon([{"params": [net.stem.weight], "use_muon": True},
-                {"params": [net.conv1.weight, net.fc.weight, net.fc.bias], "use_muon": False, "lr": 0.1}])
+    opt = Muon(
+        [
+            {"params": [net.stem.weight], "use_muon": True},
+            {"params": [net.conv1.weight, net.fc.weight, net.fc.bias], "use_muon": False, "lr": 0.1},
+        ]
+    )
     assert [g["use_muon"] for g in opt.param_groups] == [True, False]
     assert opt.param_groups[1]["lr"] == 0.1 and opt.param_groups[1]["eps"] == 1e-10
     # a group added later (e.g. by an unfreezing callback) is split by ndim
     opt.add_param_group({"params": [net.conv2.weight, net.conv2.bias]})
     assert [(g["use_muon"], g["params"]) for g in opt.param_groups[2:]] == [
-        (True, [net.conv2.weight]), (False, [net.conv2.bias])]
+        (True, [net.conv2.weight]),
+        (False, [net.conv2.bias]),
+    ]
     with pytest.raises(ValueError, match="invalid use_muon='yes'"):
         Muon([{"params": [net.stem.weight], "use_muon": "yes"}])
 
@@ -165,13 +179,16 @@ def test_adamw_side_equals_torch_adamw():
     """An MLP: hidden matrices == torch Muon, first/last layer and biases == torch AdamW."""
     adamw = dict(lr=2e-3, betas=(0.8, 0.97), eps=1e-9, weight_decay=0.03)
     ours, ref = mlp(torch.float64), mlp(torch.float64)
-    opt = Muon(ours.named_parameters(), lr=0.02, weight_decay=0.05,  # names "0".."6": order rule
-               **{f"adamw_{k}": v for k, v in adamw.items()})
+    opt = Muon(
+        ours.named_parameters(),
+        lr=0.02,
+        weight_decay=0.05,  # names "0".."6": order rule
+        **{f"adamw_{k}": v for k, v in adamw.items()},
+    )
     hidden = [1, 2]  # ref's 2nd and 3rd Linear weights
     lin = [m for m in ref if isinstance(m, nn.Linear)]
     ref_muon = torch.optim.Muon([lin[i].weight for i in hidden], lr=0.02, weight_decay=0.05)
-    ref_adamw = torch.optim.AdamW([p for p in ref.parameters()
-                                   if all(p is not lin[i].weight for i in hidden)], **adamw)
+    ref_adamw = torch.optim.AdamW([p for p in ref.parameters() if all(p is not lin[i].weight for i in hidden)], **adamw)
     assert opt.split()["muon"] == ["2.weight", "4.weight"] and len(opt.split()["adamw"]) == 6
     for step in range(100):
         set_grads([list(ours.parameters()), list(ref.parameters())], step)
@@ -187,6 +204,7 @@ def test_adamw_side_equals_torch_adamw():
 
 def test_state_dict_round_trip_is_exact():
     """Train N, save, new model + optimizer, load, train M == N + M uninterrupted, bit for bit."""
+
     def batches(i):
         g = torch.Generator().manual_seed(i)
         return torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 5, (8,), generator=g)
@@ -222,12 +240,27 @@ def test_state_dict_round_trip_is_exact():
         assert all(torch.equal(opt.state[p][k], opt2.state[q][k]) for k in opt.state[p])
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("lr", -0.1), ("weight_decay", -1.0), ("momentum", 1.0), ("momentum", -0.5), ("nesterov", "yes"),
-    ("ns_coefficients", (1.0, 2.0)), ("eps", -1e-7), ("ns_steps", 0), ("ns_steps", 100), ("ns_steps", 2.5),
-    ("adjust_lr_fn", "rms"), ("adamw_lr", -1.0), ("adamw_betas", (0.9, 1.0)), ("adamw_betas", (0.9,)),
-    ("adamw_eps", -1.0), ("adamw_weight_decay", float("nan")),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("lr", -0.1),
+        ("weight_decay", -1.0),
+        ("momentum", 1.0),
+        ("momentum", -0.5),
+        ("nesterov", "yes"),
+        ("ns_coefficients", (1.0, 2.0)),
+        ("eps", -1e-7),
+        ("ns_steps", 0),
+        ("ns_steps", 100),
+        ("ns_steps", 2.5),
+        ("adjust_lr_fn", "rms"),
+        ("adamw_lr", -1.0),
+        ("adamw_betas", (0.9, 1.0)),
+        ("adamw_betas", (0.9,)),
+        ("adamw_eps", -1.0),
+        ("adamw_weight_decay", float("nan")),
+    ],
+)
 def test_bad_arguments_name_the_argument(name, value):
     with pytest.raises(ValueError, match=f"invalid {name}="):
         Muon(mlp().parameters(), **{name: value})
@@ -261,6 +294,7 @@ def test_trains_a_small_mlp():
 
 # ---- FSDP2: two CPU processes (gloo), each holding half of every matrix ----
 
+
 def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
@@ -284,8 +318,17 @@ def _fsdp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 def _fsdp_model() -> nn.Sequential:
     torch.manual_seed(0)  # odd row counts (7, 9) make uneven dim-0 shards
-    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 7), nn.ReLU(), nn.Linear(7, 9), nn.ReLU(),
-                         nn.Linear(9, 16), nn.ReLU(), nn.Linear(16, 3))
+    return nn.Sequential(
+        nn.Linear(6, 16),
+        nn.ReLU(),
+        nn.Linear(16, 7),
+        nn.ReLU(),
+        nn.Linear(7, 9),
+        nn.ReLU(),
+        nn.Linear(9, 16),
+        nn.ReLU(),
+        nn.Linear(16, 3),
+    )
 
 
 def _fsdp_train(net: nn.Module) -> Muon:

@@ -29,8 +29,7 @@ RICH = [  # every branch of each algorithm
     (SGD, torch.optim.SGD, dict(lr=0.1, momentum=0.9, dampening=0.2, maximize=True, weight_decay=1e-2)),
     (Adam, torch.optim.Adam, dict(lr=1e-2, amsgrad=True, weight_decay=1e-2, maximize=True)),
     (AdamW, torch.optim.AdamW, dict(lr=1e-2)),
-    (RMSprop, torch.optim.RMSprop,
-     dict(lr=1e-3, centered=True, momentum=0.5, weight_decay=1e-2, maximize=True)),
+    (RMSprop, torch.optim.RMSprop, dict(lr=1e-3, centered=True, momentum=0.5, weight_decay=1e-2, maximize=True)),
     (RMSprop, torch.optim.RMSprop, dict(lr=1e-3)),
     (Lion, None, dict(lr=1e-3, weight_decay=0.1, maximize=True)),
 ]
@@ -68,8 +67,11 @@ def train(sets, opts, steps, seed=1, on_step=None):
 BLOCK_CASES = [(*c, 1) for c in RICH if c[1]] + [(*RICH[2], 2)]
 
 
-@pytest.mark.parametrize("ours,theirs,hp,n_threads", BLOCK_CASES,
-                         ids=[f"{c[0].__name__}-{i}-threads{c[3]}" for i, c in enumerate(BLOCK_CASES)])
+@pytest.mark.parametrize(
+    "ours,theirs,hp,n_threads",
+    BLOCK_CASES,
+    ids=[f"{c[0].__name__}-{i}-threads{c[3]}" for i, c in enumerate(BLOCK_CASES)],
+)
 def test_blocks_cut_anywhere_are_bit_exact(ours, theirs, hp, n_threads, threads, monkeypatch):
     threads(n_threads)
     monkeypatch.setattr(foreach, "BLOCK", 1000)
@@ -86,8 +88,9 @@ def test_blocks_keep_lists_aligned(monkeypatch):
     t = torch.arange(12.0).reshape(3, 4).T  # not contiguous: goes whole
     blocks = list(foreach.cache_blocks([a, b, t], [a + 1, b + 1, t + 1], [0.5, 1.5, 2.5], []))
     assert [len(first) for first, *_ in blocks] == [1, 1, 3]  # a[:64] | a[64:128] | a[128:], b, t
-    assert torch.equal(torch.cat([x.flatten() for first, *_ in blocks for x in first]),
-                       torch.cat([a, b.flatten(), t.flatten()]))
+    assert torch.equal(
+        torch.cat([x.flatten() for first, *_ in blocks for x in first]), torch.cat([a, b.flatten(), t.flatten()])
+    )
     assert all(torch.equal(y, x + 1) for first, second, *_ in blocks for x, y in zip(first, second))
     assert [scalars for _, _, scalars, _ in blocks] == [[0.5], [0.5], [0.5, 1.5, 2.5]]
     assert all(empty == [] for *_, empty in blocks)

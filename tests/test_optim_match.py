@@ -52,8 +52,9 @@ def make_model(dtype, seed=0):
 
 def batches(n, dtype, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 3, 6, 6, generator=g, dtype=dtype), torch.randint(0, 3, (8,), generator=g))
-            for _ in range(n)]
+    return [
+        (torch.randn(8, 3, 6, 6, generator=g, dtype=dtype), torch.randint(0, 3, (8,), generator=g)) for _ in range(n)
+    ]
 
 
 def train(model, opt, data, maximize=False):
@@ -71,7 +72,7 @@ def groups_of(model, group_hparams):
     named = list(model.named_parameters())
     out = []
     for i, hp in enumerate(group_hparams):
-        part = named[i::len(group_hparams)]
+        part = named[i :: len(group_hparams)]
         out.append({"params": [p for _, p in part], "param_names": [n for n, _ in part], **hp})
     return out
 
@@ -82,8 +83,11 @@ def rel_err(a, b):
 
 def model_err(model_a, model_b):
     """Largest relative difference over parameters and buffers (BatchNorm running stats)."""
-    return max(rel_err(a, b) for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values())
-               if a.is_floating_point())
+    return max(
+        rel_err(a, b)
+        for a, b in zip(model_a.state_dict().values(), model_b.state_dict().values())
+        if a.is_floating_point()
+    )
 
 
 def state_err(model_a, opt_a, model_b, opt_b):
@@ -117,8 +121,12 @@ def n_groups(r):
 
 def draw_sgd(r):
     nesterov = r.random() < 0.5
-    common = dict(momentum=r.choice([0.5, 0.9]), dampening=0.0 if nesterov else r.choice([0.0, 0.3]),
-                  nesterov=nesterov, maximize=r.random() < 0.5)
+    common = dict(
+        momentum=r.choice([0.5, 0.9]),
+        dampening=0.0 if nesterov else r.choice([0.0, 0.3]),
+        nesterov=nesterov,
+        maximize=r.random() < 0.5,
+    )
     groups = [dict(lr=10 ** r.uniform(-3, -1.5), weight_decay=r.choice([0.0, 1e-2])) for _ in range(n_groups(r))]
     if r.random() < 0.7:  # a group with its own momentum (plain SGD or heavy ball without nesterov)
         groups[0].update(momentum=r.choice([0.0, 0.8]), nesterov=False)
@@ -126,16 +134,25 @@ def draw_sgd(r):
 
 
 def draw_adam(r):
-    common = dict(betas=(r.choice([0.8, 0.9]), r.choice([0.99, 0.999])), eps=r.choice([1e-8, 1e-6]),
-                  amsgrad=r.random() < 0.5, maximize=r.random() < 0.5)
+    common = dict(
+        betas=(r.choice([0.8, 0.9]), r.choice([0.99, 0.999])),
+        eps=r.choice([1e-8, 1e-6]),
+        amsgrad=r.random() < 0.5,
+        maximize=r.random() < 0.5,
+    )
     groups = [dict(lr=10 ** r.uniform(-4, -2), weight_decay=r.choice([0.0, 1e-2, 0.1])) for _ in range(n_groups(r))]
     groups[-1]["amsgrad"] = not common["amsgrad"]
     return common, groups
 
 
 def draw_rmsprop(r):
-    common = dict(alpha=r.choice([0.9, 0.99]), eps=r.choice([1e-8, 1e-6]), centered=r.random() < 0.5,
-                  momentum=r.choice([0.0, 0.5]), maximize=r.random() < 0.5)
+    common = dict(
+        alpha=r.choice([0.9, 0.99]),
+        eps=r.choice([1e-8, 1e-6]),
+        centered=r.random() < 0.5,
+        momentum=r.choice([0.0, 0.5]),
+        maximize=r.random() < 0.5,
+    )
     groups = [dict(lr=10 ** r.uniform(-4, -2.5), weight_decay=r.choice([0.0, 1e-2])) for _ in range(n_groups(r))]
     groups[0].update(centered=not common["centered"], momentum=0.9 - common["momentum"])
     return common, groups
@@ -169,8 +186,12 @@ def test_draws_cover_every_option(name):
     assert not missing, f"no case with {sorted(missing)}; change SALT"
 
 
-TORCH_CASES = [(SGD, torch.optim.SGD), (Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW),
-               (RMSprop, torch.optim.RMSprop)]
+TORCH_CASES = [
+    (SGD, torch.optim.SGD),
+    (Adam, torch.optim.Adam),
+    (AdamW, torch.optim.AdamW),
+    (RMSprop, torch.optim.RMSprop),
+]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -187,8 +208,9 @@ def test_matches_torch(ours, theirs, seed, dtype):
         # conv.bias feeds BatchNorm, which subtracts it again: its gradient is ~0, so it may stay.
         assert torch.equal(a, b) == (name == "unused") or name == "conv.bias", name
     assert model.unused.grad is None and model.unused not in opt.state and torch.equal(model.unused, initial.unused)
-    assert all(s["step"].dtype == torch.float32 and s["step"].item() == STEPS
-               for s in opt.state.values() if "step" in s)
+    assert all(
+        s["step"].dtype == torch.float32 and s["step"].item() == STEPS for s in opt.state.values() if "step" in s
+    )
     for foreach in (False, True):
         ref_model = make_model(dtype, seed)
         ref_opt = theirs(groups_of(ref_model, group_hps), foreach=foreach, **common)
@@ -217,8 +239,15 @@ class LionReference(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             for p in params:
                 self.state[p].setdefault("exp_avg", torch.zeros_like(p))
-            lion_reference(params, [p.grad for p in params], [self.state[p]["exp_avg"] for p in params],
-                           group["lr"], *group["betas"], group["weight_decay"], group["maximize"])
+            lion_reference(
+                params,
+                [p.grad for p in params],
+                [self.state[p]["exp_avg"] for p in params],
+                group["lr"],
+                *group["betas"],
+                group["weight_decay"],
+                group["maximize"],
+            )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -358,7 +387,7 @@ def test_params_forms_unsupported_grads_and_closure(cls):
 
     def closure():
         opt.zero_grad()
-        loss = (w ** 2).sum()
+        loss = (w**2).sum()
         loss.backward()
         return loss
 

@@ -12,8 +12,13 @@ from conftest import REPO, TESTS
 from optlab.callbacks import EpochLines, RichBar, progress_bar
 from optlab.callbacks.progress import _number
 
-SHORT = ["trainer.max_epochs=2", "logger=none", "test=false", "trainer.enable_model_summary=false",
-         "model.net.widths=[8,16]"]
+SHORT = [
+    "trainer.max_epochs=2",
+    "logger=none",
+    "test=false",
+    "trainer.enable_model_summary=false",
+    "model.net.widths=[8,16]",
+]
 
 
 @pytest.mark.parametrize("interactive, expected", [("1", RichBar), ("0", EpochLines)])
@@ -24,8 +29,13 @@ def test_auto_style_follows_rich_verdict_on_stdout(monkeypatch, interactive, exp
     assert type(progress_bar(style="rich")) is RichBar
 
 
-@pytest.mark.parametrize("override, says", [("callbacks.progress_bar.style=fancy", "auto, rich, lines"),
-                                            ("callbacks.progress_bar.every_s=-1", "must be >= 0")])
+@pytest.mark.parametrize(
+    "override, says",
+    [
+        ("callbacks.progress_bar.style=fancy", "auto, rich, lines"),
+        ("callbacks.progress_bar.every_s=-1", "must be >= 0"),
+    ],
+)
 def test_bad_setting_is_one_line_error(cli, override, says):
     result = cli(["logger=none", override])
     assert result.returncode != 0
@@ -53,8 +63,14 @@ def test_default_run_draws_rich_bar_on_a_terminal():
     master, slave = os.openpty()
     env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "COLUMNS": "120"}
     env.pop("TTY_INTERACTIVE", None)
-    proc = subprocess.Popen([sys.executable, str(REPO / "train.py"), *SHORT], cwd=REPO, env=env,
-                            stdout=slave, stderr=slave, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), *SHORT],
+        cwd=REPO,
+        env=env,
+        stdout=slave,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
     os.close(slave)
     chunks, deadline = [], time.monotonic() + 300
     while time.monotonic() < deadline:
@@ -84,8 +100,13 @@ def test_rich_bar_reads_metrics_only_on_logging_steps_and_epoch_ends(make_cfg, m
 
     monkeypatch.setattr(RichBar, "_update_metrics", spy)
     every = 5
-    cfg = make_cfg(*SHORT, "trainer.max_epochs=1", "callbacks.progress_bar.style=rich",
-                   f"trainer.log_every_n_steps={every}", "trainer.num_sanity_val_steps=0")
+    cfg = make_cfg(
+        *SHORT,
+        "trainer.max_epochs=1",
+        "callbacks.progress_bar.style=rich",
+        f"trainer.log_every_n_steps={every}",
+        "trainer.num_sanity_val_steps=0",
+    )
     train(cfg)
     batches = 19  # digits' train split at batch 64
     per_batch = calls.count("on_train_batch_end")

@@ -5,8 +5,14 @@ import json
 import pytest
 import torch
 
-COMMON = ["trainer.max_epochs=4", "trainer.deterministic=true", "seed=7", "logger=csv", "test=false",
-          "data.augment=true"]  # augmentation: the epoch's random draws must be replayed too
+COMMON = [
+    "trainer.max_epochs=4",
+    "trainer.deterministic=true",
+    "seed=7",
+    "logger=csv",
+    "test=false",
+    "data.augment=true",
+]  # augmentation: the epoch's random draws must be replayed too
 
 
 def final_state(run_dir):
@@ -18,8 +24,15 @@ def final_state(run_dir):
 def test_resume_after_sigkill_matches_uninterrupted(cli, tmp_path):
     straight = cli([*COMMON, f"paths.log_dir={tmp_path / 'a'}"])
     assert straight.returncode == 0, straight.stderr[-3000:]
-    killed = cli([*COMMON, f"paths.log_dir={tmp_path / 'b'}", "+callbacks.kill._target_=helpers.KillAt",
-                  "+callbacks.kill.epoch=2", "+callbacks.kill.batch=5"])
+    killed = cli(
+        [
+            *COMMON,
+            f"paths.log_dir={tmp_path / 'b'}",
+            "+callbacks.kill._target_=helpers.KillAt",
+            "+callbacks.kill.epoch=2",
+            "+callbacks.kill.batch=5",
+        ]
+    )
     assert killed.returncode == -9  # SIGKILL: nothing could clean up
     (run_b,) = (tmp_path / "b" / "train").iterdir()
     original_config = (run_b / ".hydra" / "config.yaml").read_text()

@@ -9,21 +9,39 @@ from datetime import timedelta
 import pytest
 import torch
 
-from optlab import launch, rundirs
-from optlab.validate import ConfigError, check_devices
-from optlab.run import compose_config, train
-
 from conftest import REPO, TESTS, free_port
+from optlab import launch, rundirs
+from optlab.run import compose_config, train
+from optlab.validate import ConfigError, check_devices
 
-QUICK = ["logger=csv", "test=false", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
-         "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false"]
+QUICK = [
+    "logger=csv",
+    "test=false",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=4",
+    "+trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.fixture
 def clean_launcher_env(monkeypatch):
-    for key in ("OPTLAB_RUN_ID", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK",
-                "LOCAL_WORLD_SIZE", "SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_NTASKS", "SLURM_PROCID",
-                "SLURM_JOB_START_TIME", "SLURM_TASKS_PER_NODE", "SLURM_NTASKS_PER_NODE"):
+    for key in (
+        "OPTLAB_RUN_ID",
+        "TORCHELASTIC_RUN_ID",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "WORLD_SIZE",
+        "RANK",
+        "LOCAL_WORLD_SIZE",
+        "SLURM_JOB_ID",
+        "SLURM_STEP_ID",
+        "SLURM_NTASKS",
+        "SLURM_PROCID",
+        "SLURM_JOB_START_TIME",
+        "SLURM_TASKS_PER_NODE",
+        "SLURM_NTASKS_PER_NODE",
+    ):
         monkeypatch.delenv(key, raising=False)
     return monkeypatch
 
@@ -63,12 +81,21 @@ def test_srun_tasks_agree_from_slurms_environment(clean_launcher_env):
 def test_torchrun_ranks_agree_through_its_store(clean_launcher_env):
     port = free_port()
     agent_store = torch.distributed.TCPStore("127.0.0.1", port, is_master=True, timeout=timedelta(seconds=30))
-    for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "TORCHELASTIC_RUN_ID": "job7",
-                 "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}.items():
+    for k, v in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "TORCHELASTIC_RUN_ID": "job7",
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+    }.items():
         clean_launcher_env.setenv(k, v)
     code = "from optlab import rundirs; print(rundirs.new_run())"
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "RANK": str(r)}) for r in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "RANK": str(r)}
+        )
+        for r in (0, 1)
+    ]
     ids = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert ids[0] == ids[1] and len(ids[0]) == len("20261202-160218-5c63c8"), ids
     clean_launcher_env.setenv("TORCHELASTIC_RUN_ID", "job8")  # the next torchrun job: another id
@@ -92,19 +119,31 @@ def test_preflight_checks_the_config_against_the_launchers_layout(clean_launcher
     for k, v in {"TORCHELASTIC_RUN_ID": "x", "LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "4", "OPTLAB_RUN_ID": "t"}.items():
         clean_launcher_env.setenv(k, v)
     assert launch.external_layout() == launch.Layout("torchrun", nodes=2, per_node=2)
-    with pytest.raises(ConfigError, match="torchrun started 2 process.* on 2 node.*set trainer.devices=2 "
-                                          "trainer.num_nodes=2"):
+    with pytest.raises(
+        ConfigError, match="torchrun started 2 process.* on 2 node.*set trainer.devices=2 trainer.num_nodes=2"
+    ):
         check_devices(make_cfg("trainer.devices=2"))
     check_devices(make_cfg("trainer.devices=2", "trainer.num_nodes=2"))
 
 
 # -- torchrun for real: one node, and two "nodes" on this machine (slow) --------------------------
 
+
 def torchrun_cmd(nnodes: int, nproc: int, port: int) -> list[str]:
-    rdzv = ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=optlab-test"] if nnodes > 1 \
+    rdzv = (
+        ["--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}", "--rdzv-id=optlab-test"]
+        if nnodes > 1
         else [f"--master-port={port}"]
-    return [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc-per-node={nproc}", *rdzv,
-            str(REPO / "train.py")]
+    )
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--nproc-per-node={nproc}",
+        *rdzv,
+        str(REPO / "train.py"),
+    ]
 
 
 def assert_one_two_rank_run(logs, dump) -> None:
@@ -123,14 +162,29 @@ def assert_one_two_rank_run(logs, dump) -> None:
 @pytest.mark.parametrize("strategy", ["ddp", "allreduce"])
 def test_torchrun_trains_one_run(tmp_path, strategy, nnodes):
     logs, dump = tmp_path / "logs", tmp_path / "weights"
-    args = [f"strategy={strategy}", f"trainer.devices={2 // nnodes}", f"trainer.num_nodes={nnodes}", *QUICK,
-            "trainer.enable_model_summary=false", f"paths.log_dir={logs}",
-            "+callbacks.dump._target_=helpers.DumpWeights",
-            f"+callbacks.dump.dir={dump}"]
+    args = [
+        f"strategy={strategy}",
+        f"trainer.devices={2 // nnodes}",
+        f"trainer.num_nodes={nnodes}",
+        *QUICK,
+        "trainer.enable_model_summary=false",
+        f"paths.log_dir={logs}",
+        "+callbacks.dump._target_=helpers.DumpWeights",
+        f"+callbacks.dump.dir={dump}",
+    ]
     env = {**os.environ, "PYTHONPATH": str(TESTS), "WANDB_SILENT": "true"}
     port = free_port()
-    procs = [subprocess.Popen([*torchrun_cmd(nnodes, 2 // nnodes, port), *args], cwd=tmp_path, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(nnodes)]
+    procs = [
+        subprocess.Popen(
+            [*torchrun_cmd(nnodes, 2 // nnodes, port), *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(nnodes)
+    ]
     outputs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * nnodes, "\n".join(o[-3000:] for o in outputs)
     assert_one_two_rank_run(logs, dump)

@@ -18,13 +18,12 @@ import pytest
 import torch
 from torchvision import models
 
+from conftest import REPO
 from optlab.cli import preflight
 from optlab.data.cifar10 import CIFAR10Files
 from optlab.models import PretrainedResNet
 from optlab.run import CONFIG_DIR, compose_config, train
 from optlab.safe_load import UnsafeFileError, restricted_pickle, torch_file
-
-from conftest import REPO
 from test_cifar10 import BASE, write_cifar10
 
 
@@ -47,8 +46,15 @@ def marker(tmp_path):
 
 def lightning_like(path: Path, marker: Path) -> Path:
     """A checkpoint that looks like ours (state_dict, epoch, ...) with the payload in its hparams."""
-    torch.save({"state_dict": {"net.head.weight": torch.zeros(10, 4)}, "epoch": 3, "global_step": 30,
-                "hyper_parameters": {"note": RunsCode(marker)}}, path)
+    torch.save(
+        {
+            "state_dict": {"net.head.weight": torch.zeros(10, 4)},
+            "epoch": 3,
+            "global_step": 30,
+            "hyper_parameters": {"note": RunsCode(marker)},
+        },
+        path,
+    )
     return path
 
 
@@ -61,6 +67,7 @@ def assert_refused(result, key: str, logs: Path) -> None:
 
 
 # -- every way in: pre-flight (in-process, fast) and the real commands (slow) ------------------------
+
 
 def test_train_ckpt_path_cli(cli, tmp_path, marker):
     # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD flips torch's *default*: every load here must state weights_only.
@@ -94,8 +101,10 @@ def test_preflight_refuses(capsys, tmp_path, marker, monkeypatch, source):
         plant_in_torchvision_cache(tmp_path / "torch_home", marker)
         args, key = CACHED, "model.net.weights"
     else:
-        args, key = ["model=resnet_finetune", f"model.net.weights={evil_weights(tmp_path, marker, source)}"], \
-            "model.net.weights"
+        args, key = (
+            ["model=resnet_finetune", f"model.net.weights={evil_weights(tmp_path, marker, source)}"],
+            "model.net.weights",
+        )
     with pytest.raises(SystemExit) as exc:
         preflight([*args, f"paths.log_dir={tmp_path / 'logs'}"], CONFIG_DIR)
     assert exc.value.code == 2
@@ -122,8 +131,18 @@ def test_train_cifar10_batch_without_md5_check_cli(cli, tmp_path, marker):
     write_cifar10(root)
     with open(root / BASE / "data_batch_3", "wb") as f:
         pickle.dump({"data": RunsCode(marker), "labels": [0]}, f, protocol=2)
-    result = cli(["data=cifar10", f"data.root={root}", "data.verify_md5=false", "data.num_workers=0", "logger=none",
-                  "trainer.max_epochs=1", "++trainer.enable_progress_bar=false", f"paths.log_dir={tmp_path / 'logs'}"])
+    result = cli(
+        [
+            "data=cifar10",
+            f"data.root={root}",
+            "data.verify_md5=false",
+            "data.num_workers=0",
+            "logger=none",
+            "trainer.max_epochs=1",
+            "++trainer.enable_progress_bar=false",
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ]
+    )
     assert result.returncode == 2, result.stderr[-3000:]
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "data.root=" in error[0] and "posix.system" in error[0], result.stderr[-2000:]
@@ -131,16 +150,19 @@ def test_train_cifar10_batch_without_md5_check_cli(cli, tmp_path, marker):
 
 def run_script(script: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_SILENT": "true"}
-    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
 def test_sweep_options(tmp_path, marker):
     evil = lightning_like(tmp_path / "evil.ckpt", marker)
     logs = tmp_path / "logs"
-    for option, key in ([f"ckpt_path={evil}"], "ckpt_path"), (["model=resnet_finetune", f"model.net.weights={evil}"],
-                                                              "model.net.weights"):
+    for option, key in (
+        ([f"ckpt_path={evil}"], "ckpt_path"),
+        (["model=resnet_finetune", f"model.net.weights={evil}"], "model.net.weights"),
+    ):
         result = run_script("sweep.py", *option, "n_trials=1", f"paths.log_dir={logs}")
         assert_refused(result, key, logs)
 
@@ -156,6 +178,7 @@ def test_benchmark_scripts(tmp_path, marker):
 
 # -- the Python API ---------------------------------------------------------------------------------
 
+
 def test_api_refuses_and_names_the_key(tmp_path, marker):
     evil = lightning_like(tmp_path / "evil.ckpt", marker)
     with pytest.raises(UnsafeFileError, match=r"^ckpt_path=.*posix\.system"):
@@ -163,8 +186,11 @@ def test_api_refuses_and_names_the_key(tmp_path, marker):
     with pytest.raises(UnsafeFileError, match="model.net.weights="):
         PretrainedResNet(arch="resnet18", weights=str(evil))
     with pytest.raises(UnsafeFileError, match="ckpt_path="):
-        train(compose_config([f"ckpt_path={evil}", "logger=none", f"paths.log_dir={tmp_path / 'logs'}"],
-                             run_dir=tmp_path / "run"))
+        train(
+            compose_config(
+                [f"ckpt_path={evil}", "logger=none", f"paths.log_dir={tmp_path / 'logs'}"], run_dir=tmp_path / "run"
+            )
+        )
     root = tmp_path / "cifar"
     write_cifar10(root)
     (root / BASE / "test_batch").write_bytes(pickle.dumps({"data": RunsCode(marker)}, protocol=2))
@@ -181,15 +207,26 @@ def test_lightnings_own_load_is_weights_only(tmp_path, marker, monkeypatch):
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     evil = lightning_like(tmp_path / "evil.ckpt", marker)
     with pytest.raises(pickle.UnpicklingError, match="posix.system"):
-        train(compose_config([f"ckpt_path={evil}", "logger=none", "test=false", "trainer.enable_progress_bar=false",
-                              f"paths.log_dir={tmp_path / 'logs'}"], run_dir=tmp_path / "run"))
+        train(
+            compose_config(
+                [
+                    f"ckpt_path={evil}",
+                    "logger=none",
+                    "test=false",
+                    "trainer.enable_progress_bar=false",
+                    f"paths.log_dir={tmp_path / 'logs'}",
+                ],
+                run_dir=tmp_path / "run",
+            )
+        )
 
 
 def test_restricted_pickle_allows_only_what_it_lists(tmp_path, marker):
     path = tmp_path / "x.pkl"
     path.write_bytes(pickle.dumps({"a": [1, 2.5, "s", b"b"]}, protocol=2))
     assert restricted_pickle(path, {("_codecs", "encode"): __import__("codecs").encode}, "k") == {
-        "a": [1, 2.5, "s", b"b"]}
+        "a": [1, 2.5, "s", b"b"]
+    }
     path.write_bytes(pickle.dumps({"a": RunsCode(marker)}))
     with pytest.raises(UnsafeFileError, match=r"^k=.*posix\.system"):
         restricted_pickle(path, {}, "k")
@@ -199,20 +236,33 @@ def test_restricted_pickle_allows_only_what_it_lists(tmp_path, marker):
 
 OPTIMIZERS = sorted(p.stem for p in (REPO / "conf" / "optimizer").glob("*.yaml"))
 SCHEDULERS = sorted(p.stem for p in (REPO / "conf" / "scheduler").glob("*.yaml"))
-SHORT = ["logger=none", "test=false", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-         "+trainer.limit_train_batches=3", "+trainer.limit_val_batches=2"]
+SHORT = [
+    "logger=none",
+    "test=false",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "+trainer.limit_train_batches=3",
+    "+trainer.limit_val_batches=2",
+]
 
 
-@pytest.mark.parametrize("optimizer, scheduler", [(o, "cosine") for o in OPTIMIZERS] +
-                         [("adamw", s) for s in SCHEDULERS if s != "cosine"])
+@pytest.mark.parametrize(
+    "optimizer, scheduler", [(o, "cosine") for o in OPTIMIZERS] + [("adamw", s) for s in SCHEDULERS if s != "cosine"]
+)
 def test_our_checkpoints_load_weights_only_and_resume(tmp_path, optimizer, scheduler):
     """A run that crashes in epoch 2 resumes from epoch 1's last.ckpt through the safe loaders."""
     run = tmp_path / "run"
-    common = [*SHORT, "trainer.max_epochs=2", f"optimizer={optimizer}", f"scheduler={scheduler}",
-              f"paths.log_dir={tmp_path / 'logs'}"]
+    common = [
+        *SHORT,
+        "trainer.max_epochs=2",
+        f"optimizer={optimizer}",
+        f"scheduler={scheduler}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    ]
     with pytest.raises(RuntimeError, match="deliberate failure"):
-        train(compose_config([*common, "+callbacks.boom._target_=helpers.RaiseAt", "+callbacks.boom.step=4"],
-                             run_dir=run))
+        train(
+            compose_config([*common, "+callbacks.boom._target_=helpers.RaiseAt", "+callbacks.boom.step=4"], run_dir=run)
+        )
     checkpoints = sorted((run / "checkpoints").glob("*.ckpt"))
     assert "last.ckpt" in [p.name for p in checkpoints] and len(checkpoints) == 2, checkpoints
     for path in checkpoints:
@@ -225,8 +275,14 @@ def test_our_checkpoints_load_weights_only_and_resume(tmp_path, optimizer, sched
 
 # -- nothing in the code loads unsafely ---------------------------------------------------------------
 
-SCANNED = [REPO / "train.py", REPO / "sweep.py", REPO / "compare.py", REPO / "src", REPO / "benchmarks",
-           REPO / "scripts"]
+SCANNED = [
+    REPO / "train.py",
+    REPO / "sweep.py",
+    REPO / "compare.py",
+    REPO / "src",
+    REPO / "benchmarks",
+    REPO / "scripts",
+]
 # Where pickle may be used, and why that is safe there.
 PICKLE_ALLOWED = {
     "src/optlab/safe_load.py": "the allow-listed unpickler itself",
@@ -266,8 +322,18 @@ def unsafe_calls(source: str, rel: str) -> list[str]:
             if last in ("fit", "test", "validate", "predict") and any(k.arg == "ckpt_path" for k in node.keywords):
                 if _keyword(node, "weights_only") is not True:
                     problems.append(f"{where}: {name}(ckpt_path=...) without weights_only=True")
-            if name in ("eval", "exec", "os.system", "os.popen", "torch.hub.load", "marshal.loads",
-                        "yaml.unsafe_load", "yaml.full_load", "joblib.load", "shelve.open"):
+            if name in (
+                "eval",
+                "exec",
+                "os.system",
+                "os.popen",
+                "torch.hub.load",
+                "marshal.loads",
+                "yaml.unsafe_load",
+                "yaml.full_load",
+                "joblib.load",
+                "shelve.open",
+            ):
                 problems.append(f"{where}: {name}(")
             if name == "yaml.load" and _keyword(node, "Loader") == "<absent>":
                 problems.append(f"{where}: yaml.load( without a safe Loader")
@@ -281,15 +347,27 @@ def unsafe_calls(source: str, rel: str) -> list[str]:
 
 
 def test_no_unsafe_loader_in_the_code():
-    problems = [p for path in _python_files()
-                for p in unsafe_calls(path.read_text(), path.relative_to(REPO).as_posix())]
+    problems = [
+        p for path in _python_files() for p in unsafe_calls(path.read_text(), path.relative_to(REPO).as_posix())
+    ]
     assert not problems, "\n".join(problems)
 
 
 def test_the_scan_catches_each_pattern():
-    bad = "\n".join(["torch.load(p)", "torch.load(p, weights_only=False)", "w.get_state_dict(progress=False)",
-                     "trainer.fit(m, ckpt_path=c)", "eval(s)", "subprocess.run(c, shell=True)", "pickle.loads(b)",
-                     "yaml.load(f)", "np.load(f, allow_pickle=True)", "os.system(c)"])
+    bad = "\n".join(
+        [
+            "torch.load(p)",
+            "torch.load(p, weights_only=False)",
+            "w.get_state_dict(progress=False)",
+            "trainer.fit(m, ckpt_path=c)",
+            "eval(s)",
+            "subprocess.run(c, shell=True)",
+            "pickle.loads(b)",
+            "yaml.load(f)",
+            "np.load(f, allow_pickle=True)",
+            "os.system(c)",
+        ]
+    )
     assert len(unsafe_calls(bad, "src/x.py")) == 10
     good = "torch.load(p, weights_only=True)\ntrainer.fit(m, ckpt_path=c, weights_only=True)\nyaml.safe_load(f)"
     assert unsafe_calls(good, "src/x.py") == []

@@ -16,13 +16,21 @@ import torch
 from conftest import REPO, TESTS
 
 CLUSTER = REPO / "scripts" / "slurm" / "local-cluster.sh"
-QUICK = ["logger=csv", "test=false", "trainer.max_epochs=1", "+trainer.limit_train_batches=4",
-         "+trainer.limit_val_batches=2", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+QUICK = [
+    "logger=csv",
+    "test=false",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=4",
+    "+trainer.limit_val_batches=2",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+]
 
 
 @pytest.fixture(scope="module")
 def slurm_env():
     """The environment for SLURM's clients, starting the local cluster if it is not up."""
+
     def unavailable(reason: str):
         if os.environ.get("CI"):
             pytest.fail(f"SLURM must run in CI: {reason}")
@@ -41,8 +49,14 @@ def slurm_env():
 
 
 def srun(env, tasks: list[str], *args: str, cwd=REPO, timeout: int = 400) -> subprocess.CompletedProcess:
-    return subprocess.run(["srun", *tasks, sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["srun", *tasks, sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_one_run_equal_weights(logs, dump) -> None:
@@ -56,15 +70,24 @@ def assert_one_run_equal_weights(logs, dump) -> None:
 
 
 def dumped(tmp_path) -> list[str]:
-    return [f"paths.log_dir={tmp_path / 'logs'}", "+callbacks.dump._target_=helpers.DumpWeights",
-            f"+callbacks.dump.dir={tmp_path / 'weights'}"]
+    return [
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "+callbacks.dump._target_=helpers.DumpWeights",
+        f"+callbacks.dump.dir={tmp_path / 'weights'}",
+    ]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["ddp", "allreduce", "fsdp"])
 def test_srun_ntasks_per_node(slurm_env, tmp_path, strategy):
-    result = srun(slurm_env, ["-N1", "--ntasks-per-node=2"], f"strategy={strategy}", "trainer.devices=2", *QUICK,
-                  *dumped(tmp_path))
+    result = srun(
+        slurm_env,
+        ["-N1", "--ntasks-per-node=2"],
+        f"strategy={strategy}",
+        "trainer.devices=2",
+        *QUICK,
+        *dumped(tmp_path),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert_one_run_equal_weights(tmp_path / "logs", tmp_path / "weights")
 
@@ -79,8 +102,13 @@ def test_srun_n2_works_too(slurm_env, tmp_path):
 
 @pytest.mark.slow
 def test_srun_layout_that_does_not_match_the_config_is_one_line(slurm_env, tmp_path):
-    result = srun(slurm_env, ["-N1", "--ntasks-per-node=2"], "strategy=ddp", "trainer.devices=1",
-                  f"paths.log_dir={tmp_path / 'logs'}")
+    result = srun(
+        slurm_env,
+        ["-N1", "--ntasks-per-node=2"],
+        "strategy=ddp",
+        "trainer.devices=1",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode != 0 and len(errors) == 2, result.stderr[-2000:]  # one line from each task
     assert "srun started 2 process(es) per node on 1 node(s)" in errors[0] and "trainer.devices=2" in errors[0]
@@ -89,19 +117,45 @@ def test_srun_layout_that_does_not_match_the_config_is_one_line(slurm_env, tmp_p
 
 @pytest.mark.slow
 def test_sbatch_example_script(slurm_env, tmp_path):
-    result = subprocess.run(["sbatch", "--wait", f"--output={tmp_path / 'job.out'}",
-                             f"--export=ALL,PYTHON={sys.executable}", str(REPO / "scripts" / "slurm" / "train.sbatch"),
-                             "strategy=ddp", *QUICK, *dumped(tmp_path)],
-                            cwd=REPO, env=slurm_env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            f"--output={tmp_path / 'job.out'}",
+            f"--export=ALL,PYTHON={sys.executable}",
+            str(REPO / "scripts" / "slurm" / "train.sbatch"),
+            "strategy=ddp",
+            *QUICK,
+            *dumped(tmp_path),
+        ],
+        cwd=REPO,
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = (tmp_path / "job.out").read_text() if (tmp_path / "job.out").exists() else ""
     assert result.returncode == 0, (result.stderr + out)[-3000:]
     assert_one_run_equal_weights(tmp_path / "logs", tmp_path / "weights")
 
 
 def multirun(env, tmp_path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=submitit_slurm", *args, *QUICK,
-                           f"paths.log_dir={tmp_path / 'logs'}"], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "hydra/launcher=submitit_slurm",
+            *args,
+            *QUICK,
+            f"paths.log_dir={tmp_path / 'logs'}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -118,7 +172,8 @@ def test_submitit_slurm_multirun(slurm_env, tmp_path, extra):
     assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "ok")]
     for job, row in enumerate(rows):
         assert float(row["val/acc_best"]) == pytest.approx(
-            json.loads((sweep / str(job) / "metrics.json").read_text())["val/acc_best"])
+            json.loads((sweep / str(job) / "metrics.json").read_text())["val/acc_best"]
+        )
         if extra:  # the job's ranks were SLURM tasks sharing the job's folder
             assert (sweep / str(job) / "train-rank1.log").is_file()
     assert "optimizer.lr=0.1" in result.stdout
@@ -130,7 +185,8 @@ def test_submitit_slurm_unknown_partition_is_one_line(slurm_env, tmp_path):
     result = multirun(slurm_env, tmp_path, "hydra.launcher.partition=nope", "optimizer.lr=0.05,0.1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: hydra.launcher.partition=nope is not a partition of this cluster; use one of: debug"]
+        "error: hydra.launcher.partition=nope is not a partition of this cluster; use one of: debug"
+    ]
     assert not (tmp_path / "logs").exists()
 
 
@@ -139,11 +195,28 @@ def test_sweep_workers_as_a_job_array_share_one_storage(slurm_env, tmp_path):
     from test_sweep import TINY, load
 
     journal = tmp_path / "shared" / "study.log"
-    result = subprocess.run(["sbatch", "--wait", "--array=0-2", f"--output={tmp_path / 'worker-%a.out'}",
-                             f"--export=ALL,PYTHON={sys.executable}", str(REPO / "scripts" / "slurm" / "sweep.sbatch"),
-                             *TINY, "trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}",
-                             f"storage=journal:{journal}", "study_name=array", "n_trials=5", "report=false"],
-                            cwd=REPO, env=slurm_env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            "sbatch",
+            "--wait",
+            "--array=0-2",
+            f"--output={tmp_path / 'worker-%a.out'}",
+            f"--export=ALL,PYTHON={sys.executable}",
+            str(REPO / "scripts" / "slurm" / "sweep.sbatch"),
+            *TINY,
+            "trainer.max_epochs=1",
+            f"paths.log_dir={tmp_path / 'logs'}",
+            f"storage=journal:{journal}",
+            "study_name=array",
+            "n_trials=5",
+            "report=false",
+        ],
+        cwd=REPO,
+        env=slurm_env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     logs = "".join(p.read_text()[-2000:] for p in tmp_path.glob("worker-*.out"))
     assert result.returncode == 0, (result.stderr + logs)[-4000:]
     trials = [t for t in load(f"journal:{journal}", "array").get_trials() if t.state.name != "WAITING"]

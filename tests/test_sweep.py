@@ -21,8 +21,15 @@ REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 # A trial small enough for a test: tiny ResNet on digits, no logger, no progress bar, one torch
 # thread (a tiny net gains nothing from two, and loses 4x when other work shares the cores).
-TINY = ["sweep.threads=1", "model.net.widths=[8,16]", "trainer.max_epochs=2", "logger=none",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "trainer.num_sanity_val_steps=0"]
+TINY = [
+    "sweep.threads=1",
+    "model.net.widths=[8,16]",
+    "trainer.max_epochs=2",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.enable_model_summary=false",
+    "trainer.num_sanity_val_steps=0",
+]
 
 
 class Chaos(Callback):
@@ -63,6 +70,7 @@ def run_sweep(args: list[str], cwd: Path = REPO, timeout: int = 300, background:
 def postgres_server():
     """A throwaway PostgreSQL server (scripts/postgres/local-server.sh) for the session; its URL.
     Skips with the reason where it cannot start; under CI (CI=true) that is a failure."""
+
     def unavailable(reason: str):
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL must run in CI: {reason}")
@@ -108,6 +116,7 @@ def write_sweep(tmp_path: Path, name: str, text: str) -> Path:
 
 
 # -- search spaces (no training) ------------------------------------------------------------------
+
 
 def sweep_cfg(*overrides):
     from optlab.run import compose_config
@@ -164,9 +173,10 @@ def test_every_sampler_and_pruner_option_builds_and_samples_the_default_space(sa
 
     cfg = sweep_cfg(f"sweep/sampler={sampler}", f"sweep/pruner={pruner}", "sweep.sampler.seed=1")
     space = SearchSpace.from_config(cfg.sweep.space)
-    study = optuna.create_study(sampler=make_sampler(cfg.sweep.sampler, space), pruner=make_pruner(cfg.sweep.pruner),
-                                direction="maximize")
-    for i in range(4):
+    study = optuna.create_study(
+        sampler=make_sampler(cfg.sweep.sampler, space), pruner=make_pruner(cfg.sweep.pruner), direction="maximize"
+    )
+    for _ in range(4):
         trial = study.ask()
         values = space.sample(trial)
         trial.report(values["optimizer.lr"], step=0)
@@ -181,23 +191,31 @@ def test_grid_sampler_walks_the_choices_and_stops():
     from optlab.sweep.space import SearchSpace
     from optlab.sweep.study import make_sampler
 
-    space = SearchSpace.from_config({"optimizer.lr": {"low": 1e-3, "high": 1e-1, "grid": [1e-3, 1e-2]},
-                                     "data.batch_size": {"choices": [32, 64]}})
+    space = SearchSpace.from_config(
+        {"optimizer.lr": {"low": 1e-3, "high": 1e-1, "grid": [1e-3, 1e-2]}, "data.batch_size": {"choices": [32, 64]}}
+    )
     study = optuna.create_study(sampler=make_sampler(sweep_cfg("sweep/sampler=grid").sweep.sampler, space))
     study.optimize(lambda t: space.sample(t)["optimizer.lr"], n_trials=10)
     assert sorted(tuple(sorted(t.params.items())) for t in study.trials) == sorted(
-        ((("data.batch_size", b), ("optimizer.lr", lr)) for b in (32, 64) for lr in (1e-3, 1e-2)))
+        (("data.batch_size", b), ("optimizer.lr", lr)) for b in (32, 64) for lr in (1e-3, 1e-2)
+    )
 
 
-@pytest.mark.parametrize("space, message", [
-    ({"optimizer.lr": {"low": 0, "high": 1, "log": True}}, "sweep.space.optimizer.lr"),
-    ({"optimizer.lr": {"low": 1e-3}}, "give low and high"),
-    ({"optimizer.lr": {"choices": []}}, "non-empty list"),
-    ({"optimizer.lr": {"low": 1e-3, "high": 1e-1, "lg": True}}, "unknown field(s) lg"),
-    ({"optimizer.lr": {"low": 1e-3, "high": 1e-1, "when": {"nope": True}}}, "not an entry above it"),
-    ({"a": {"choices": [1, 2]}, "optimizer.lr": {"low": 1e-3, "high": 1e-1, "when": {"a": 3}}}, "only takes [1, 2]"),
-    ({}, "sweep.space is empty"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({"optimizer.lr": {"low": 0, "high": 1, "log": True}}, "sweep.space.optimizer.lr"),
+        ({"optimizer.lr": {"low": 1e-3}}, "give low and high"),
+        ({"optimizer.lr": {"choices": []}}, "non-empty list"),
+        ({"optimizer.lr": {"low": 1e-3, "high": 1e-1, "lg": True}}, "unknown field(s) lg"),
+        ({"optimizer.lr": {"low": 1e-3, "high": 1e-1, "when": {"nope": True}}}, "not an entry above it"),
+        (
+            {"a": {"choices": [1, 2]}, "optimizer.lr": {"low": 1e-3, "high": 1e-1, "when": {"a": 3}}},
+            "only takes [1, 2]",
+        ),
+        ({}, "sweep.space is empty"),
+    ],
+)
 def test_bad_space_is_one_clear_error(space, message):
     from optlab.sweep.space import SearchSpace
     from optlab.validate import ConfigError
@@ -207,17 +225,23 @@ def test_bad_space_is_one_clear_error(space, message):
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["sweep.direction=up"], "sweep.direction='up' is invalid"),
-    (["n_trials=0"], "n_trials=0 is invalid"),
-    (["sweep=typo"], "sweep.space.optimizer.lrr: unknown key 'optimizer.lrr'"),
-    (["strategy=ddp", "trainer.devices=2", "sweep.process=pool"], "use sweep.process=subprocess"),
-    (["sweep/sampler=grid"], "needs the values of each float/int entry"),
-    (["storage=mongodb://x"], "is not a storage URL"),
-    (["sweep.pruner.n_startup_trials=-1"], "sweep.pruner"),
-    (["sweep.process=submitit", "sweep.submitit.timeout_min=soon"], "sweep.submitit is invalid: Parameter \"timeout_min\""),
-    (["sweep.process=submitit", "+sweep.submitit.partiton=gpu"], "sweep.submitit is invalid: Parameter 'partiton'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["sweep.direction=up"], "sweep.direction='up' is invalid"),
+        (["n_trials=0"], "n_trials=0 is invalid"),
+        (["sweep=typo"], "sweep.space.optimizer.lrr: unknown key 'optimizer.lrr'"),
+        (["strategy=ddp", "trainer.devices=2", "sweep.process=pool"], "use sweep.process=subprocess"),
+        (["sweep/sampler=grid"], "needs the values of each float/int entry"),
+        (["storage=mongodb://x"], "is not a storage URL"),
+        (["sweep.pruner.n_startup_trials=-1"], "sweep.pruner"),
+        (
+            ["sweep.process=submitit", "sweep.submitit.timeout_min=soon"],
+            'sweep.submitit is invalid: Parameter "timeout_min"',
+        ),
+        (["sweep.process=submitit", "+sweep.submitit.partiton=gpu"], "sweep.submitit is invalid: Parameter 'partiton'"),
+    ],
+)
 def test_bad_sweep_settings_fail_before_any_trial(overrides, message, typo_conf):
     from optlab.sweep.driver import check_training, settings
     from optlab.validate import ConfigError
@@ -228,10 +252,13 @@ def test_bad_sweep_settings_fail_before_any_trial(overrides, message, typo_conf)
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("url, message", [
-    (f"postgresql://me:secret@127.0.0.1:{free_port()}/optuna", "cannot be reached (connection"),
-    ("mysql://me:secret@127.0.0.1/optuna", "needs the database driver MySQLdb"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        (f"postgresql://me:secret@127.0.0.1:{free_port()}/optuna", "cannot be reached (connection"),
+        ("mysql://me:secret@127.0.0.1/optuna", "needs the database driver MySQLdb"),
+    ],
+)
 def test_unreachable_storage_is_one_line_without_the_password(url, message):
     import importlib.util
 
@@ -258,23 +285,36 @@ def test_command_line_errors_are_one_line_and_leave_no_storage(tmp_path, typo_co
 
     with pytest.raises(SystemExit) as e:  # what sweep.py checks before Hydra starts
         preflight(["--config-name", "sweep", "sweep/sampler=nope"], REPO / "conf")
-    assert e.value.code == 2 and "sweep/sampler=nope is not an option; choose one of: cmaes, gp, grid, " \
-        "random, tpe" in capsys.readouterr().err
+    assert (
+        e.value.code == 2
+        and "sweep/sampler=nope is not an option; choose one of: cmaes, gp, grid, random, tpe"
+        in capsys.readouterr().err
+    )
     logs = tmp_path / "logs"
     result = run_sweep(["--config-dir", str(typo_conf), "sweep=typo", f"paths.log_dir={logs}"], timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert result.stderr.strip().splitlines() == ["error: sweep.space.optimizer.lrr: unknown key 'optimizer.lrr'; "
-                                                  "check the spelling (python train.py --cfg job lists all keys) "
-                                                  "or add it with +optimizer.lrr=..."]
+    assert result.stderr.strip().splitlines() == [
+        "error: sweep.space.optimizer.lrr: unknown key 'optimizer.lrr'; "
+        "check the spelling (python train.py --cfg job lists all keys) "
+        "or add it with +optimizer.lrr=..."
+    ]
     assert not list(logs.glob("sweeps/*.db"))  # nothing touched the storage
 
 
 def test_trial_config_groups_wandb_runs_by_study(tmp_path):
     from optlab.sweep.objective import trial_job
 
-    job = trial_job([f"paths.log_dir={tmp_path}"], tmp_path / "trial-0003", "val/acc_best",
-                    wandb_group="lr_study", wandb_name="lr_study-trial-0003", storage="sqlite:///x.db",
-                    study_name="lr_study", trial_id=7, pruner={"_target_": "optuna.pruners.NopPruner"})
+    job = trial_job(
+        [f"paths.log_dir={tmp_path}"],
+        tmp_path / "trial-0003",
+        "val/acc_best",
+        wandb_group="lr_study",
+        wandb_name="lr_study-trial-0003",
+        storage="sqlite:///x.db",
+        study_name="lr_study",
+        trial_id=7,
+        pruner={"_target_": "optuna.pruners.NopPruner"},
+    )
     cfg = type(job).from_json(job.to_json()).config()  # as a fresh trial process sees it
     from hydra.utils import instantiate
 
@@ -286,13 +326,21 @@ def test_trial_config_groups_wandb_runs_by_study(tmp_path):
 
 # -- studies (training) ---------------------------------------------------------------------------
 
+
 def test_study_end_to_end_then_report_only(tmp_path, capsys):
     """What `python sweep.py <args>` does, in-process (the CLI itself is run by the slow tests)."""
     from optlab.sweep.driver import sweep
 
     logs = tmp_path / "logs"
-    args = [*TINY, f"paths.log_dir={logs}", "n_trials=4", "sweep.top_k=1", "sweep.rerun_seeds=1",
-            "sweep/sampler=random", "sweep.sampler.seed=0"]
+    args = [
+        *TINY,
+        f"paths.log_dir={logs}",
+        "n_trials=4",
+        "sweep.top_k=1",
+        "sweep.rerun_seeds=1",
+        "sweep/sampler=random",
+        "sweep.sampler.seed=0",
+    ]
     best_value = sweep(sweep_cfg(*args), args)
     assert "sweep.process=pool" in capsys.readouterr().out  # the default process model
     study = load(f"sqlite:///{logs}/sweeps/default.db", "default")
@@ -344,8 +392,14 @@ sweep:
   pruner: {_target_: optuna.pruners.ThresholdPruner, lower: 0.25}
   check_every_n_steps: 1
 """
-CHAOS_ARGS = [*TINY, "data.batch_size=16", "optimizer.lr=0.05",
-              "+callbacks.chaos._target_=test_sweep.Chaos", "+callbacks.chaos.mode=ok", "report=false"]
+CHAOS_ARGS = [
+    *TINY,
+    "data.batch_size=16",
+    "optimizer.lr=0.05",
+    "+callbacks.chaos._target_=test_sweep.Chaos",
+    "+callbacks.chaos.mode=ok",
+    "report=false",
+]
 
 
 def test_failing_nan_and_oom_trials_are_recorded_and_pruning_stops_a_trial(tmp_path):
@@ -354,8 +408,14 @@ def test_failing_nan_and_oom_trials_are_recorded_and_pruning_stops_a_trial(tmp_p
 
     conf = write_sweep(tmp_path, "chaos", CHAOS % "[ok, raise, nan, oom, stall]")
     logs = tmp_path / "logs"
-    overrides = [f"hydra.searchpath=[file://{conf}]", "sweep=chaos", *CHAOS_ARGS, f"paths.log_dir={logs}",
-                 "n_trials=5", "sweep.process=inline"]
+    overrides = [
+        f"hydra.searchpath=[file://{conf}]",
+        "sweep=chaos",
+        *CHAOS_ARGS,
+        f"paths.log_dir={logs}",
+        "n_trials=5",
+        "sweep.process=inline",
+    ]
     s = settings(sweep_cfg(*overrides), overrides)
     check_training(s)
     study = open_study(s)
@@ -375,6 +435,7 @@ def test_failing_nan_and_oom_trials_are_recorded_and_pruning_stops_a_trial(tmp_p
 
 # -- slow: resume after SIGKILL, two workers, DDP -------------------------------------------------
 
+
 def wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -390,7 +451,9 @@ def test_a_trial_killed_by_the_kernel_fails_and_the_next_runs_in_a_fresh_process
     logs = tmp_path / "logs"
     result = run_sweep(["--config-dir", str(conf), "sweep=chaos", *CHAOS_ARGS, f"paths.log_dir={logs}", "n_trials=2"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    trials = {t.params["callbacks.chaos.mode"]: t for t in load(f"sqlite:///{logs}/sweeps/chaos.db", "chaos").get_trials()}
+    trials = {
+        t.params["callbacks.chaos.mode"]: t for t in load(f"sqlite:///{logs}/sweeps/chaos.db", "chaos").get_trials()
+    }
     assert trials["kill"].state.name == "FAIL" and "SIGKILL" in trials["kill"].user_attrs["fail_reason"]
     assert trials["ok"].state.name == "COMPLETE"
     assert "sweep.process=pool" in result.stdout
@@ -403,8 +466,16 @@ def test_resume_after_sigkill_of_a_worker(tmp_path, request, backend):
 
     logs = tmp_path / "logs"
     storage = f"sqlite:///{logs}/sweeps/default.db" if backend == "sqlite" else request.getfixturevalue("postgres_url")
-    args = [*TINY, "trainer.max_epochs=3", f"paths.log_dir={logs}", "n_trials=3", "report=false",
-            "sweep.heartbeat.interval=1", "sweep.heartbeat.grace=4", f"storage={storage}"]
+    args = [
+        *TINY,
+        "trainer.max_epochs=3",
+        f"paths.log_dir={logs}",
+        "n_trials=3",
+        "report=false",
+        "sweep.heartbeat.interval=1",
+        "sweep.heartbeat.grace=4",
+        f"storage={storage}",
+    ]
     worker = run_sweep(args, background=True)
 
     def second_running():
@@ -415,6 +486,7 @@ def test_resume_after_sigkill_of_a_worker(tmp_path, request, backend):
         except KeyError:
             return False
         return len(trials) >= 2 and trials[1].state == TrialState.RUNNING and trials[1].intermediate_values
+
     wait_for(second_running, 240, "trial 1 to be running")
     os.kill(worker.pid, signal.SIGKILL)  # no Python code of the worker runs after this
     worker.communicate(timeout=30)
@@ -437,10 +509,20 @@ def test_resume_after_sigkill_of_a_worker(tmp_path, request, backend):
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
 def test_two_workers_share_a_study_and_stop_at_the_total(tmp_path, request, backend):
     logs = tmp_path / "logs"
-    storage = f"journal:{tmp_path / 'shared' / 'study.log'}" if backend == "journal" else \
-        request.getfixturevalue("postgres_url")
-    args = [*TINY, f"paths.log_dir={logs}", f"storage={storage}", "study_name=two", "n_trials=7",
-            "sweep.threads=1", "sweep.top_k=0"]
+    storage = (
+        f"journal:{tmp_path / 'shared' / 'study.log'}"
+        if backend == "journal"
+        else request.getfixturevalue("postgres_url")
+    )
+    args = [
+        *TINY,
+        f"paths.log_dir={logs}",
+        f"storage={storage}",
+        "study_name=two",
+        "n_trials=7",
+        "sweep.threads=1",
+        "sweep.top_k=0",
+    ]
     workers = [run_sweep(args, background=True) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
     for w, (out, err) in zip(workers, outputs):
@@ -467,8 +549,14 @@ def test_a_trial_as_a_submitit_job_reports_to_the_study(tmp_path):
     from optlab.sweep.driver import sweep
 
     logs = tmp_path / "logs"
-    args = [*TINY, f"paths.log_dir={logs}", "n_trials=1", "report=false", "sweep.process=submitit",
-            "sweep.submitit.cluster=local"]
+    args = [
+        *TINY,
+        f"paths.log_dir={logs}",
+        "n_trials=1",
+        "report=false",
+        "sweep.process=submitit",
+        "sweep.submitit.cluster=local",
+    ]
     assert sweep(sweep_cfg(*args), args) is not None
     (trial,) = load(f"sqlite:///{logs}/sweeps/default.db", "default").get_trials()
     assert trial.state.name == "COMPLETE" and sorted(trial.intermediate_values) == [0, 1]
@@ -480,16 +568,26 @@ def test_a_trial_as_a_submitit_job_reports_to_the_study(tmp_path):
 @pytest.mark.slow
 def test_ddp_trials_run_in_their_own_process_and_report(tmp_path):
     logs = tmp_path / "logs"
-    result = run_sweep([*TINY, "strategy=ddp", "trainer.devices=2", "logger=csv", f"paths.log_dir={logs}",
-                        "n_trials=2", "report=false"])
+    result = run_sweep(
+        [
+            *TINY,
+            "strategy=ddp",
+            "trainer.devices=2",
+            "logger=csv",
+            f"paths.log_dir={logs}",
+            "n_trials=2",
+            "report=false",
+        ]
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "sweep.process=subprocess" in result.stdout
     trials = load(f"sqlite:///{logs}/sweeps/default.db", "default").get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 2
     for t in trials:
         assert sorted(t.intermediate_values) == [0, 1]  # rank 0 reported every epoch
-        assert (Path(t.user_attrs["run_dir"]) / "train_ddp_process_1.log").exists() or \
-            (Path(t.user_attrs["run_dir"]) / "metrics.json").exists()
+        assert (Path(t.user_attrs["run_dir"]) / "train_ddp_process_1.log").exists() or (
+            Path(t.user_attrs["run_dir"]) / "metrics.json"
+        ).exists()
 
 
 def test_state_name_marks_uncounted_failures_lost():
@@ -532,6 +630,7 @@ def test_workers_racing_for_the_last_slots_never_exceed_the_total(tmp_path, back
                     study.tell(trial, 1.0)
         except Exception as e:  # noqa: BLE001 - e.g. a trial two workers both thought was theirs
             errors.append(e)
+
     threads = [threading.Thread(target=worker) for _ in range(12)]
     [t.start() for t in threads], [t.join() for t in threads]
     study = optuna.load_study(study_name="race", storage=make_storage(url))

@@ -22,16 +22,19 @@ def test_fast_dev_run_optimizer_x_scheduler(make_cfg, optimizer, scheduler):
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
 
 
-@pytest.mark.parametrize("extra", [
-    ["data=synthetic", "data.shape=[3,16,16]", "data.num_samples=64"],
-    ["trainer.precision=bf16-mixed"],
-    ["trainer.accumulate_grad_batches=2", "trainer.gradient_clip_val=0.5"],
-    ["trainer.gradient_clip_val=0.1", "trainer.gradient_clip_algorithm=value"],
-    ["trainer.deterministic=true", "model.net.block=bottleneck", "model.net.widths=[8,16]"],
-    ["strategy=fsdp"],
-    ["strategy=fsdp", "optimizer=muon"],
-    ["strategy=fsdp", "optimizer=lion", "trainer.precision=bf16-mixed"],
-])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["data=synthetic", "data.shape=[3,16,16]", "data.num_samples=64"],
+        ["trainer.precision=bf16-mixed"],
+        ["trainer.accumulate_grad_batches=2", "trainer.gradient_clip_val=0.5"],
+        ["trainer.gradient_clip_val=0.1", "trainer.gradient_clip_algorithm=value"],
+        ["trainer.deterministic=true", "model.net.block=bottleneck", "model.net.widths=[8,16]"],
+        ["strategy=fsdp"],
+        ["strategy=fsdp", "optimizer=muon"],
+        ["strategy=fsdp", "optimizer=lion", "trainer.precision=bf16-mixed"],
+    ],
+)
 def test_fast_dev_run_trainer_options(make_cfg, extra):
     metrics = train(make_cfg(*FAST, *extra))
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
@@ -44,10 +47,22 @@ def test_ours_and_torch_train_the_same_weights(make_cfg, tmp_path, name):
     weights = []
     for impl in (name, f"torch_{name}"):
         dump = tmp_path / impl / "weights"
-        train(make_cfg("logger=none", "callbacks=none", "test=false", "trainer.max_epochs=2", "trainer.max_steps=25",
-                       "trainer.gradient_clip_val=1.0", "trainer.enable_progress_bar=false", f"optimizer={impl}",
-                       "+callbacks.dump._target_=helpers.DumpWeights", f"+callbacks.dump.dir={dump}",
-                       "+callbacks.dump.start=true", run_dir=tmp_path / impl))
+        train(
+            make_cfg(
+                "logger=none",
+                "callbacks=none",
+                "test=false",
+                "trainer.max_epochs=2",
+                "trainer.max_steps=25",
+                "trainer.gradient_clip_val=1.0",
+                "trainer.enable_progress_bar=false",
+                f"optimizer={impl}",
+                "+callbacks.dump._target_=helpers.DumpWeights",
+                f"+callbacks.dump.dir={dump}",
+                "+callbacks.dump.start=true",
+                run_dir=tmp_path / impl,
+            )
+        )
         weights.append(torch.load(dump / "rank0.pt"))
     ours, reference = weights
     assert ours.keys() == reference.keys()

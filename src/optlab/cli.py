@@ -13,10 +13,30 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 
 from optlab.validate import ConfigError
 
-SKIP_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--shell-completion", "-sc",
-              "--resolve", "--package", "-p", "--version"}
-VALUE_FLAGS = {"--config-name": "name", "-cn": "name", "--config-dir": "dir", "-cd": "dir",
-               "--config-path": "path", "-cp": "path", "--experimental-rerun": None}
+SKIP_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--info",
+    "-i",
+    "--cfg",
+    "-c",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+    "--package",
+    "-p",
+    "--version",
+}
+VALUE_FLAGS = {
+    "--config-name": "name",
+    "-cn": "name",
+    "--config-dir": "dir",
+    "-cd": "dir",
+    "--config-path": "path",
+    "-cp": "path",
+    "--experimental-rerun": None,
+}
 
 
 def fail(message: str) -> None:
@@ -99,8 +119,9 @@ def preflight(argv: list[str], config_dir: Path) -> None:
         fail(_explain(e, overrides))
     for number, job in enumerate(jobs):
         try:
-            cfg = compose_config(job, run_dir="<preflight>", config_dir=config_dir,
-                                 config_name=options.get("name") or "train")
+            cfg = compose_config(
+                job, run_dir="<preflight>", config_dir=config_dir, config_name=options.get("name") or "train"
+            )
             validate(cfg)
             if multirun and number == 0:  # the launcher is one for all jobs
                 check_launcher(hydra_node())

@@ -27,8 +27,16 @@ class MultirunSummary(Callback):
             return
         if read_outcome(job_dir) is None:
             reason = " ".join(str(job_return._return_value).split())[:300]
-            write_outcome(job_dir, {"status": "error", "reason": reason, "metrics": {},
-                                    "overrides": list(job_return.overrides or []), "run_dir": str(job_dir)})
+            write_outcome(
+                job_dir,
+                {
+                    "status": "error",
+                    "reason": reason,
+                    "metrics": {},
+                    "overrides": list(job_return.overrides or []),
+                    "run_dir": str(job_dir),
+                },
+            )
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -58,9 +66,15 @@ def read_rows(sweep_dir: Path, metric: str) -> list[dict]:
             outcome = {"status": "no result (the job was killed or never finished)", "overrides": []}
         elif outcome["status"] != "ok":
             outcome["status"] = f"failed ({outcome['status']}): {(outcome.get('reason') or '')[:200]}"
-        rows.append({"job": int(job_dir.name), "status": outcome["status"], "run_dir": str(job_dir),
-                     "overrides": " ".join(o for o in outcome["overrides"] if not o.startswith("hydra.")),
-                     "metric": (outcome.get("metrics") or {}).get(metric)})
+        rows.append(
+            {
+                "job": int(job_dir.name),
+                "status": outcome["status"],
+                "run_dir": str(job_dir),
+                "overrides": " ".join(o for o in outcome["overrides"] if not o.startswith("hydra.")),
+                "metric": (outcome.get("metrics") or {}).get(metric),
+            }
+        )
     return rows
 
 

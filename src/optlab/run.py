@@ -36,8 +36,12 @@ register_resolvers()
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema")
 
 
-def compose_config(overrides: list[str] = (), run_dir: str | Path | None = None, config_dir: Path = CONFIG_DIR,
-                   config_name: str = "train") -> DictConfig:
+def compose_config(
+    overrides: list[str] = (),
+    run_dir: str | Path | None = None,
+    config_dir: Path = CONFIG_DIR,
+    config_name: str = "train",
+) -> DictConfig:
     """The config `python train.py <overrides>` would see, for tests, notebooks and sweeps; each
     call is a new run (a fresh run id and directory) unless it resumes or `run_dir` is given.
 
@@ -91,11 +95,16 @@ def reset_hydra() -> None:
 def command_line_job() -> Job:
     """This Hydra app's command as a Job: its overrides, config name and --config-dir, run dir."""
     hc = HydraConfig.get()
-    config_dir = next((src.path for src in hc.runtime.config_sources
-                       if src.provider == "command-line" and src.schema == "file"), None)
+    config_dir = next(
+        (src.path for src in hc.runtime.config_sources if src.provider == "command-line" and src.schema == "file"), None
+    )
     search_path = [o for o in hc.overrides.hydra if o.startswith(("hydra.searchpath", "hydra.job.chdir"))]
-    return Job(overrides=[*search_path, *hc.overrides.task], run_dir=hc.runtime.output_dir,
-               config_name=hc.job.config_name, config_dir=config_dir)
+    return Job(
+        overrides=[*search_path, *hc.overrides.task],
+        run_dir=hc.runtime.output_dir,
+        config_name=hc.job.config_name,
+        config_dir=config_dir,
+    )
 
 
 class _DropTips(logging.Filter):
@@ -106,8 +115,9 @@ class _DropTips(logging.Filter):
 def quiet_known_noise() -> None:
     """Drop third-party lines that say nothing about the run: Lightning's adverts for its cloud
     services, and the FutureWarning torch 2.14 raises for lightning<2.7's use of pytree LeafSpec."""
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-                            category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropTips) for f in logger.filters):
@@ -135,8 +145,9 @@ def _instantiate_all(cfg: DictConfig):
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if not cfg.trainer.get("enable_progress_bar", True):  # ...and a progress bar it was told not to show
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-        trainer = instantiate(cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=callbacks,
-                              logger=loggers or False)
+        trainer = instantiate(
+            cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=callbacks, logger=loggers or False
+        )
     except (InstantiationException, ValueError, FileNotFoundError, TypeError) as e:
         raise ConfigError(_one_line(e)) from e
     return datamodule, model, trainer
@@ -206,6 +217,7 @@ def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
 
 # -- multirun + multi-process strategies --------------------------------------------------------
 
+
 def _process_count(devices) -> int:
     """How many processes Lightning starts for trainer.devices (int, -1, "auto", "0,1" or a list)."""
     import torch
@@ -253,8 +265,10 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
     if outcome["status"] == "config":
         raise ConfigError(outcome["reason"])
     if outcome["status"] != "ok":
-        raise RuntimeError(f"job {HydraConfig.get().job.num} ({' '.join(job.overrides)}) failed: {outcome['reason']}; "
-                           f"its log is in {job.run_dir}")
+        raise RuntimeError(
+            f"job {HydraConfig.get().job.num} ({' '.join(job.overrides)}) failed: {outcome['reason']}; "
+            f"its log is in {job.run_dir}"
+        )
     return outcome["metrics"]
 
 

@@ -40,8 +40,9 @@ def _torchrun_id() -> str:
     """One id for every rank torchrun started: rank order does not matter, first proposal wins."""
     from torch.distributed import TCPStore
 
-    store = TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
-                     timeout=timedelta(seconds=120))
+    store = TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timedelta(seconds=120)
+    )
     key = f"optlab/run_id/{os.environ['TORCHELASTIC_RUN_ID']}"
     return store.compare_set(key, "", _fresh_id()).decode()
 
@@ -52,8 +53,9 @@ def _slurm_start() -> str | None:
     if start:
         return time.strftime("%Y%m%d-%H%M%S", time.localtime(int(start)))
     try:
-        out = subprocess.run(["scontrol", "show", "job", "-o", os.environ["SLURM_JOB_ID"]], capture_output=True,
-                             text=True, timeout=30).stdout
+        out = subprocess.run(
+            ["scontrol", "show", "job", "-o", os.environ["SLURM_JOB_ID"]], capture_output=True, text=True, timeout=30
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     found = re.search(r"\bStartTime=(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", out)
@@ -125,8 +127,14 @@ def log_suffix() -> str:
 
 def register_resolvers() -> None:
     # optlab_cwd, not ${hydra:runtime.cwd}: Hydra resolves hydra.sweep.dir before it sets HydraConfig.
-    resolvers = {"optlab_cwd": os.getcwd, "optlab_run_id": run_id, "optlab_sweep_id": sweep_id,
-                 "optlab_run_dir": run_dir, "optlab_config_subdir": config_subdir, "optlab_log_suffix": log_suffix}
+    resolvers = {
+        "optlab_cwd": os.getcwd,
+        "optlab_run_id": run_id,
+        "optlab_sweep_id": sweep_id,
+        "optlab_run_dir": run_dir,
+        "optlab_config_subdir": config_subdir,
+        "optlab_log_suffix": log_suffix,
+    }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

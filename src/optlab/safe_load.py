@@ -27,8 +27,10 @@ class UnsafeFileError(ConfigError):
 
 def _refusal(key: str, path, asked: str, value=None) -> UnsafeFileError:
     named = f"{key}={path}" if value is None else f"{key}={value} ({path})"
-    return UnsafeFileError(f"{named} was not loaded: unpickling it would call {asked}, which may run code; "
-                           "use a checkpoint of this template or a plain state_dict from a source you trust")
+    return UnsafeFileError(
+        f"{named} was not loaded: unpickling it would call {asked}, which may run code; "
+        "use a checkpoint of this template or a plain state_dict from a source you trust"
+    )
 
 
 def weights_only_refusal(e: BaseException, key: str, path, value=None) -> UnsafeFileError | None:

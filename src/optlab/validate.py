@@ -35,17 +35,24 @@ RULES = {
     "data.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "model.param_groups.layer_decay": (lambda v: v is None or (_number(v) and 0 < v <= 1), "a number in (0, 1] or null"),
+    "model.param_groups.layer_decay": (
+        lambda v: v is None or (_number(v) and 0 < v <= 1),
+        "a number in (0, 1] or null",
+    ),
     "optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "trainer.max_epochs": (lambda v: v is None or (_int(v) and v >= -1), "an integer >= -1 (-1: no limit)"),
     "trainer.max_steps": (lambda v: _int(v) and v >= -1, "an integer >= -1 (-1: no limit)"),
     "trainer.accumulate_grad_batches": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "trainer.gradient_clip_val": (lambda v: v is None or (_number(v) and v > 0), "a number > 0 or null"),
     "trainer.gradient_clip_algorithm": (lambda v: v in ("norm", "value"), "norm or value"),
-    "trainer.precision": (lambda v: str(v) in {"32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed",
-                                               "bf16-true", "16-true"}, "32-true, bf16-mixed or 16-mixed"),
-    "trainer.devices": (lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, (list, str)),
-                        "a positive integer, -1, 'auto' or a list of device ids"),
+    "trainer.precision": (
+        lambda v: str(v) in {"32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true"},
+        "32-true, bf16-mixed or 16-mixed",
+    ),
+    "trainer.devices": (
+        lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, (list, str)),
+        "a positive integer, -1, 'auto' or a list of device ids",
+    ),
 }
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
@@ -107,8 +114,10 @@ def _check_signature(obj, node: DictConfig, path: str) -> None:
     for key in node.keys():
         if key not in HYDRA_KEYS and key not in params and key not in NOT_ARGUMENTS.get(path, ()):
             accepted = ", ".join(k for k in params if k not in ("self", "args", "kwargs"))
-            raise ConfigError(f"{path}.{key} is not an argument of {node._target_} (it takes: {accepted}); "
-                              f"remove it with `~{path}.{key}`")
+            raise ConfigError(
+                f"{path}.{key} is not an argument of {node._target_} (it takes: {accepted}); "
+                f"remove it with `~{path}.{key}`"
+            )
 
 
 def check_devices(cfg: DictConfig) -> None:
@@ -117,9 +126,11 @@ def check_devices(cfg: DictConfig) -> None:
     if layout is not None:  # torchrun / srun started the processes: the config must describe them
         nodes = OmegaConf.select(cfg, "trainer.num_nodes", default=1)
         if devices != layout.per_node or nodes != layout.nodes:
-            raise ConfigError(f"{layout.launcher} started {layout.per_node} process(es) per node on {layout.nodes} "
-                              f"node(s) but trainer.devices={devices} trainer.num_nodes={nodes}; set "
-                              f"trainer.devices={layout.per_node} trainer.num_nodes={layout.nodes}")
+            raise ConfigError(
+                f"{layout.launcher} started {layout.per_node} process(es) per node on {layout.nodes} "
+                f"node(s) but trainer.devices={devices} trainer.num_nodes={nodes}; set "
+                f"trainer.devices={layout.per_node} trainer.num_nodes={layout.nodes}"
+            )
         return
     if not _int(devices) or devices < 1:
         return
@@ -131,8 +142,10 @@ def check_devices(cfg: DictConfig) -> None:
     else:
         available, what = os.cpu_count() or 1, "CPU cores (one process per device)"
     if devices > available:
-        raise ConfigError(f"trainer.devices={devices} but this machine has {available} {what}; "
-                          f"use trainer.devices={available} or fewer")
+        raise ConfigError(
+            f"trainer.devices={devices} but this machine has {available} {what}; "
+            f"use trainer.devices={available} or fewer"
+        )
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
@@ -141,10 +154,14 @@ def check_checkpoint(cfg: DictConfig) -> None:
         return
     path = Path(str(ckpt)).expanduser()
     if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt} does not exist; pass a file such as logs/train/<run_id>/checkpoints/last.ckpt")
+        raise ConfigError(
+            f"ckpt_path={ckpt} does not exist; pass a file such as logs/train/<run_id>/checkpoints/last.ckpt"
+        )
     if not zipfile.is_zipfile(path):  # torch.save's format is a zip archive: a cut-off file is not
-        raise ConfigError(f"ckpt_path={ckpt} is corrupted or not a torch checkpoint; pick another file in its "
-                          "checkpoints/ folder (last.ckpt or best-*.ckpt)")
+        raise ConfigError(
+            f"ckpt_path={ckpt} is corrupted or not a torch checkpoint; pick another file in its "
+            "checkpoints/ folder (last.ckpt or best-*.ckpt)"
+        )
     from optlab.safe_load import torch_file
 
     try:
@@ -152,11 +169,15 @@ def check_checkpoint(cfg: DictConfig) -> None:
     except ConfigError:
         raise
     except Exception as e:
-        raise ConfigError(f"ckpt_path={ckpt} cannot be read ({type(e).__name__}); it is corrupted, pick another "
-                          "file in its checkpoints/ folder") from None
+        raise ConfigError(
+            f"ckpt_path={ckpt} cannot be read ({type(e).__name__}); it is corrupted, pick another "
+            "file in its checkpoints/ folder"
+        ) from None
     if not isinstance(blob, dict) or "state_dict" not in blob:
-        raise ConfigError(f"ckpt_path={ckpt} is not a Lightning checkpoint (no state_dict); "
-                          "for pretrained weights use model.net.weights=<file>")
+        raise ConfigError(
+            f"ckpt_path={ckpt} is not a Lightning checkpoint (no state_dict); "
+            "for pretrained weights use model.net.weights=<file>"
+        )
 
 
 def check_classes(cfg: DictConfig) -> None:
@@ -185,22 +206,27 @@ def check_launcher(hydra_cfg) -> None:
     try:
         get_object(str(launcher._target_))
     except Exception:
-        raise ConfigError(f"hydra/launcher={name} needs its Hydra plugin, which is not installed: "
-                          "pip install -e '.[cluster]'") from None
+        raise ConfigError(
+            f"hydra/launcher={name} needs its Hydra plugin, which is not installed: pip install -e '.[cluster]'"
+        ) from None
     if not str(launcher._target_).endswith("SlurmLauncher"):
         return
     import shutil
     import subprocess
 
     if shutil.which("sbatch") is None:
-        raise ConfigError(f"hydra/launcher={name} submits with SLURM's sbatch, which is not on this machine; "
-                          "run on a SLURM login node, or use hydra/launcher=submitit_local")
+        raise ConfigError(
+            f"hydra/launcher={name} submits with SLURM's sbatch, which is not on this machine; "
+            "run on a SLURM login node, or use hydra/launcher=submitit_local"
+        )
     partition = launcher.get("partition")
     if partition:
         known = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True, timeout=60).stdout.split()
         if known and str(partition) not in known:
-            raise ConfigError(f"hydra.launcher.partition={partition} is not a partition of this cluster; "
-                              f"use one of: {', '.join(known)}")
+            raise ConfigError(
+                f"hydra.launcher.partition={partition} is not a partition of this cluster; "
+                f"use one of: {', '.join(known)}"
+            )
 
 
 def validate(cfg: DictConfig) -> None:

@@ -17,8 +17,9 @@ class BlobsDataModule(SplitDataModule):
             g = torch.Generator().manual_seed(0)
             y = torch.randint(0, 2, (512,), generator=g)
             x = torch.randn(512, 1, 4, 4, generator=g) + (y.float() * 4 - 2).view(-1, 1, 1, 1)
-            self.train_set, self.val_set, self.test_set = (TensorDataset(x[s], y[s]) for s in
-                                                           (slice(0, 384), slice(384, 448), slice(448, 512)))
+            self.train_set, self.val_set, self.test_set = (
+                TensorDataset(x[s], y[s]) for s in (slice(0, 384), slice(384, 448), slice(448, 512))
+            )
 
 
 class MLP(nn.Module):

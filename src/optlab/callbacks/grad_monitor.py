@@ -37,8 +37,10 @@ class GradientMonitor(Callback):
     def _interval_error(n: int | None, log_n: int, key: str) -> str | None:
         if n is None or (log_n and n % log_n == 0):
             return None
-        return (f"{key}.every_n_steps={n} must be a multiple of trainer.log_every_n_steps={log_n} (other steps "
-                f"are never written to the loggers); use {key}.every_n_steps=null for every logging step")
+        return (
+            f"{key}.every_n_steps={n} must be a multiple of trainer.log_every_n_steps={log_n} (other steps "
+            f"are never written to the loggers); use {key}.every_n_steps=null for every logging step"
+        )
 
     @classmethod
     def check_config(cls, node, cfg, key: str) -> None:
@@ -64,7 +66,7 @@ class GradientMonitor(Callback):
         # weights of conv/linear layers get a ratio; biases and norms are in the total only
         matrices = [i for i, (_, p) in enumerate(named) if p.ndim > 1]
         norms = _norms([p.grad for _, p in named] + [named[i][1] for i in matrices])
-        grad_norms, weight_norms = norms[:len(named)], norms[len(named):]
+        grad_norms, weight_norms = norms[: len(named)], norms[len(named) :]
         total_sq = sum(g * g for g in grad_norms)
         stats, ratios = {}, []
         for i, w in zip(matrices, weight_norms):

@@ -15,8 +15,7 @@ from optlab.loggers.steps import logs_this_step
 STYLES = ("auto", "rich", "lines")
 
 
-def progress_bar(style: str = "auto", refresh_rate: int = 4, leave: bool = False,
-                 every_s: float = 60.0) -> ProgressBar:
+def progress_bar(style: str = "auto", refresh_rate: int = 4, leave: bool = False, every_s: float = 60.0) -> ProgressBar:
     """`auto`: the Rich bar where Rich can draw live (a terminal or Jupyter), epoch lines elsewhere."""
     if style not in STYLES:
         raise ValueError(f"callbacks.progress_bar.style={style!r} is not one of {', '.join(STYLES)}")
@@ -100,8 +99,7 @@ class EpochLines(ProgressBar):
             self._last_line = time.monotonic()
             total = self.total_train_batches
             of = f"/{total}" if total != float("inf") else ""
-            self._print_line(trainer.current_epoch, f"{batch_idx + 1}{of} batches",
-                             self._last_line - self._epoch_start)
+            self._print_line(trainer.current_epoch, f"{batch_idx + 1}{of} batches", self._last_line - self._epoch_start)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed

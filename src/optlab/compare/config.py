@@ -62,19 +62,19 @@ class Protocol:
     alpha: float
     test: str
     report: bool | str
-    correction: str = "holm"       # holm | none: how the pairwise p-values of one task are adjusted
-    metric: str = "val/acc_best"   # the final metric: what tuning ranks by and re-runs are compared on
+    correction: str = "holm"  # holm | none: how the pairwise p-values of one task are adjusted
+    metric: str = "val/acc_best"  # the final metric: what tuning ranks by and re-runs are compared on
     direction: str = "maximize"
     training_overrides: list[str] = field(default_factory=list)  # the command line's
-    run_defaults: list[str] = field(default_factory=list)        # before the task's and the command line's
-    training: list[str] = field(default_factory=list)            # the comparison's: after the task's
-    analyses: list[dict] = field(default_factory=list)           # extra report sections ({_target_: ..., **options})
+    run_defaults: list[str] = field(default_factory=list)  # before the task's and the command line's
+    training: list[str] = field(default_factory=list)  # the comparison's: after the task's
+    analyses: list[dict] = field(default_factory=list)  # extra report sections ({_target_: ..., **options})
     pairs: list[list[str]] | None = None  # the pairs tested (Holm's family); None: every pair
 
     def tested_pairs(self) -> list[tuple[str, str]]:
         names = [c.name for c in self.candidates]
         if self.pairs is None:
-            return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+            return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
         return [(a, b) for a, b in self.pairs]
 
 
@@ -99,7 +99,7 @@ def split_command_line(args: list[str], config_dir: Path) -> tuple[list[str], li
         arg = args[i]
         if arg.startswith("-"):
             takes_value = arg in ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
-            hydra_args += args[i:i + 2] if takes_value else [arg]
+            hydra_args += args[i : i + 2] if takes_value else [arg]
             i += 2 if takes_value else 1
             continue
         key = re.split(r"[./=@]", arg.lstrip("+~"), maxsplit=1)[0]
@@ -113,15 +113,20 @@ def parse_candidate(entry, index: int) -> Candidate:
     if isinstance(entry, str) and entry and "=" not in entry:
         return Candidate(entry, [f"optimizer={entry}"])
     if not isinstance(entry, dict) or not entry:
-        raise ConfigError(f"candidates[{index}]={entry!r} is invalid: write an optimizer name (sgd) or a mapping of "
-                          "training overrides ({optimizer: adamw, scheduler: none})")
+        raise ConfigError(
+            f"candidates[{index}]={entry!r} is invalid: write an optimizer name (sgd) or a mapping of "
+            "training overrides ({optimizer: adamw, scheduler: none})"
+        )
     space = entry.get("space")
     if space is not None and not isinstance(space, dict):
-        raise ConfigError(f"candidates[{index}].space must be a mapping like sweep.space ({{}}: no tuning), got {space!r}")
+        raise ConfigError(
+            f"candidates[{index}].space must be a mapping like sweep.space ({{}}: no tuning), got {space!r}"
+        )
     settings = {k: v for k, v in entry.items() if k not in SPECIAL_KEYS}
     overrides = [f"{k}={format_value(v)}" for k, v in settings.items()]
-    name = entry.get("name") or ",".join(str(v) if k == "optimizer" else f"{k}={format_value(v)}"
-                                         for k, v in settings.items())
+    name = entry.get("name") or ",".join(
+        str(v) if k == "optimizer" else f"{k}={format_value(v)}" for k, v in settings.items()
+    )
     if not isinstance(name, str) or not name:
         raise ConfigError(f"candidates[{index}].name={name!r} is invalid: give it a name")
     return Candidate(name, overrides, space)
@@ -135,8 +140,10 @@ def candidates_of(node) -> list[Candidate]:
     seen: dict[str, int] = {}
     for i, c in enumerate(found):
         if c.slug in seen:
-            raise ConfigError(f"candidates[{seen[c.slug]}] and candidates[{i}] are both named {c.name!r}; "
-                              "give one a name: {name: ..., optimizer: ...}")
+            raise ConfigError(
+                f"candidates[{seen[c.slug]}] and candidates[{i}] are both named {c.name!r}; "
+                "give one a name: {name: ..., optimizer: ...}"
+            )
         seen[c.slug] = i
     return found
 
@@ -189,8 +196,10 @@ def _analyses(node) -> list[dict]:
         except Exception:  # noqa: BLE001 - hydra says why in many ways; one line says what to write
             target = None
         if target is None:
-            raise ConfigError(f"analyses[{i}]={entry!r} is invalid: a mapping with a _target_ function, e.g. "
-                              "{_target_: optlab.compare.scaling.power_law, data_key: data.num_samples}")
+            raise ConfigError(
+                f"analyses[{i}]={entry!r} is invalid: a mapping with a _target_ function, e.g. "
+                "{_target_: optlab.compare.scaling.power_law, data_key: data.num_samples}"
+            )
     return found
 
 
@@ -205,8 +214,10 @@ def _pairs(node, candidates: list[Candidate]) -> list[list[str]] | None:
         return []
     if isinstance(value, str):
         if value not in names:
-            raise ConfigError(f"pairs={value!r} is invalid: not a candidate's name; choose all, none, one of "
-                              f"{', '.join(map(repr, names))}, or a list of [A, B] pairs")
+            raise ConfigError(
+                f"pairs={value!r} is invalid: not a candidate's name; choose all, none, one of "
+                f"{', '.join(map(repr, names))}, or a list of [A, B] pairs"
+            )
         return [[value, n] for n in names if n != value]
     ok = isinstance(value, list) and value and all(isinstance(x, list) and len(x) == 2 for x in value)
     if not ok:
@@ -214,8 +225,10 @@ def _pairs(node, candidates: list[Candidate]) -> list[list[str]] | None:
     for i, (a, b) in enumerate(value):
         for x in (a, b):
             if x not in names:
-                raise ConfigError(f"pairs[{i}]={[a, b]!r} is invalid: {x!r} is not a candidate's name; "
-                                  f"choose from {', '.join(map(repr, names))}")
+                raise ConfigError(
+                    f"pairs[{i}]={[a, b]!r} is invalid: {x!r} is not a candidate's name; "
+                    f"choose from {', '.join(map(repr, names))}"
+                )
         if a == b:
             raise ConfigError(f"pairs[{i}]={[a, b]!r} is invalid: a candidate against itself")
     return [[a, b] for a, b in value]
@@ -228,8 +241,10 @@ def _count(name: str, value, minimum: int) -> int:
 
 
 def default_name(candidates: list[Candidate], tasks: list[Task]) -> str:
-    return slug("-vs-".join(c.slug for c in candidates) + ("" if [t.name for t in tasks] == ["digits"]
-                                                              else "-on-" + "+".join(t.name for t in tasks)))
+    return slug(
+        "-vs-".join(c.slug for c in candidates)
+        + ("" if [t.name for t in tasks] == ["digits"] else "-on-" + "+".join(t.name for t in tasks))
+    )
 
 
 def protocol(cfg: DictConfig, training_overrides: list[str], config_dirs: list[Path]) -> Protocol:
@@ -264,16 +279,27 @@ def protocol(cfg: DictConfig, training_overrides: list[str], config_dirs: list[P
         raise ConfigError(f"name={name!r} is invalid: use a name without '/'")
     root = cfg.get("root")
     return Protocol(
-        name=name, dir=Path(str(root)) / name, candidates=candidates, tasks=tasks,
-        trials=_count("tune.trials", tune.get("trials"), 0), studies=_count("tune.studies", tune.get("studies"), 1),
+        name=name,
+        dir=Path(str(root)) / name,
+        candidates=candidates,
+        tasks=tasks,
+        trials=_count("tune.trials", tune.get("trials"), 0),
+        studies=_count("tune.studies", tune.get("studies"), 1),
         tune_seed=_count("tune.seed", tune.get("seed", 0), 0),
-        eval_seeds=[first_seed + i for i in range(n_seeds)], val_every=val_every, alpha=float(alpha), test=test,
+        eval_seeds=[first_seed + i for i in range(n_seeds)],
+        val_every=val_every,
+        alpha=float(alpha),
+        test=test,
         correction=correction,
-        report=report, metric=str(OmegaConf.select(cfg, "sweep.metric")),
+        report=report,
+        metric=str(OmegaConf.select(cfg, "sweep.metric")),
         direction=str(OmegaConf.select(cfg, "sweep.direction")),
-        training_overrides=list(training_overrides), run_defaults=_overrides("run_defaults", cfg.get("run_defaults")),
-        training=_overrides("training", cfg.get("training")), analyses=_analyses(cfg.get("analyses")),
-        pairs=_pairs(cfg.get("pairs"), candidates))
+        training_overrides=list(training_overrides),
+        run_defaults=_overrides("run_defaults", cfg.get("run_defaults")),
+        training=_overrides("training", cfg.get("training")),
+        analyses=_analyses(cfg.get("analyses")),
+        pairs=_pairs(cfg.get("pairs"), candidates),
+    )
 
 
 def default_space(optimizer: DictConfig) -> dict:

@@ -46,10 +46,17 @@ class CurveRecorder(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self._start is None or not trainer.is_global_zero:
             return
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
-                   if k.startswith(self.prefix) and getattr(v, "numel", lambda: 1)() == 1}
-        row = {"step": trainer.global_step, "examples_seen": int(getattr(pl_module, "examples_seen", 0)),
-               "seconds": round(time.perf_counter() - self._start, 4), "metrics": metrics}
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if k.startswith(self.prefix) and getattr(v, "numel", lambda: 1)() == 1
+        }
+        row = {
+            "step": trainer.global_step,
+            "examples_seen": int(getattr(pl_module, "examples_seen", 0)),
+            "seconds": round(time.perf_counter() - self._start, 4),
+            "metrics": metrics,
+        }
         with open(self.dir / CURVE, "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -57,10 +64,13 @@ class CurveRecorder(Callback):
         if self._start is None or not trainer.is_global_zero:
             return
         optimizers = trainer.optimizers or []
-        fit = {"fit_s": round(time.perf_counter() - self._start, 4),
-               "params": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
-               "state_bytes": sum(_state_bytes(o) for o in optimizers),
-               "steps": trainer.global_step, "examples_seen": int(getattr(pl_module, "examples_seen", 0))}
+        fit = {
+            "fit_s": round(time.perf_counter() - self._start, 4),
+            "params": sum(p.numel() for p in pl_module.parameters() if p.requires_grad),
+            "state_bytes": sum(_state_bytes(o) for o in optimizers),
+            "steps": trainer.global_step,
+            "examples_seen": int(getattr(pl_module, "examples_seen", 0)),
+        }
         (self.dir / FIT).write_text(json.dumps(fit))
 
 

@@ -27,7 +27,11 @@ def _band(runs, x_key: str, metric: str):
     """(x, mean, low, high) over the seeds, on a grid within every seed's range; None without data."""
     series = []
     for r in runs:
-        pts = [(row[x_key], row["metrics"][metric]) for row in r.curve if math.isfinite(row["metrics"].get(metric, math.nan))]
+        pts = [
+            (row[x_key], row["metrics"][metric])
+            for row in r.curve
+            if math.isfinite(row["metrics"].get(metric, math.nan))
+        ]
         if pts:
             series.append(np.array(pts, dtype=float))
     if not series:
@@ -82,8 +86,11 @@ def time_to_target(entries, task, path: Path) -> Path | None:
     ax.barh(names, medians, xerr=errs, capsize=4, color="tab:blue", alpha=0.7)
     for i, text in enumerate(labels):
         ax.text(medians[i], i, f"  {text}", va="center", fontsize=8)
-    ax.set(xlabel=f"examples to {task.metric} {'>=' if task.higher_is_better else '<='} {task.value:g} "
-                  "(median, 95% bootstrap CI)", title=f"{task.name}: time to target")
+    ax.set(
+        xlabel=f"examples to {task.metric} {'>=' if task.higher_is_better else '<='} {task.value:g} "
+        "(median, 95% bootstrap CI)",
+        title=f"{task.name}: time to target",
+    )
     return _save(fig, path)
 
 
@@ -115,8 +122,12 @@ def profiles(times: dict[str, dict[str, float]], path: Path, tau_max: float = 4.
     scores = stats.profile_score(times, tau_max)
     for cand, rho in stats.performance_profile(times, taus).items():
         ax.step(taus, rho, where="post", label=f"{cand} (score {scores[cand]:.3f})")
-    ax.set(xlabel="tau (time to target / best candidate's)", ylabel="share of tasks", ylim=(-0.02, 1.02),
-           title="performance profiles (AlgoPerf)")
+    ax.set(
+        xlabel="tau (time to target / best candidate's)",
+        ylabel="share of tasks",
+        ylim=(-0.02, 1.02),
+        title="performance profiles (AlgoPerf)",
+    )
     ax.legend(fontsize=8)
     return _save(fig, path)
 

@@ -38,6 +38,7 @@ WAIT_S = 5.0  # how often a worker looks again at re-runs other workers hold
 @dataclass
 class StudySettings(driver.Settings):
     """A tuning study of one candidate on one task: sweep.py's settings, with runs that record curves."""
+
     val_every: int | None = None
 
     def job(self, overrides: list[str], run_dir: Path, wandb_name: str, **callback) -> Job:
@@ -59,6 +60,7 @@ RUN_SECONDS: list[tuple[float, float]] = []  # (wall, fit) of each run this proc
 @dataclass
 class Cell:
     """One candidate on one task, study k: its settings, then what it became."""
+
     task: Task
     candidate: Candidate
     study: int
@@ -78,8 +80,9 @@ def dedupe(overrides: list[str]) -> list[str]:
     return [o for o in overrides if last[o.split("=", 1)[0].lstrip("+~")] is o]
 
 
-def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k: int,
-                   search_path: list[str]) -> StudySettings:
+def study_settings(
+    cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k: int, search_path: list[str]
+) -> StudySettings:
     c = cfg.copy()
     with open_dict(c):
         c.n_trials = max(p.trials, 1)
@@ -92,8 +95,9 @@ def study_settings(cfg: DictConfig, p: Protocol, task: Task, cand: Candidate, k:
     base = driver.settings(c, [], search_path)
     s = StudySettings(**{f.name: getattr(base, f.name) for f in fields(driver.Settings)}, val_every=None)
     search_path_overrides = [o for o in s.training_overrides if o.startswith("hydra.searchpath=")]
-    s.training_overrides = dedupe([*search_path_overrides, *p.run_defaults, *task.overrides, *p.training,
-                                   *p.training_overrides, *cand.overrides])
+    s.training_overrides = dedupe(
+        [*search_path_overrides, *p.run_defaults, *task.overrides, *p.training, *p.training_overrides, *cand.overrides]
+    )
     space = cand.space if cand.space is not None else default_space(driver.compose(s.training_overrides).optimizer)
     s.space = SearchSpace.from_config(space) if space else SearchSpace([])  # {}: run as given
     return s
@@ -131,12 +135,14 @@ def check_resume(p: Protocol) -> None:
     path = p.dir / PROTOCOL_FILE
     if path.is_file():
         stored = {k: v for k, v in json.loads(path.read_text()).items() if k not in (*REPORT_KEYS, "dir")}
-        if mine["eval_seeds"][:len(stored.get("eval_seeds", []))] == stored.get("eval_seeds"):
+        if mine["eval_seeds"][: len(stored.get("eval_seeds", []))] == stored.get("eval_seeds"):
             stored["eval_seeds"] = mine["eval_seeds"]  # more seeds for a claim: the runs done are kept
         if stored != mine:
             diff = ", ".join(k for k in mine if stored.get(k) != mine[k])
-            raise ConfigError(f"comparison {p.name} in {p.dir} was run with other settings ({diff} differ); repeat "
-                              "its command to resume it (eval.seeds may grow), or start a new one with name=<new name>")
+            raise ConfigError(
+                f"comparison {p.name} in {p.dir} was run with other settings ({diff} differ); repeat "
+                "its command to resume it (eval.seeds may grow), or start a new one with name=<new name>"
+            )
     p.dir.mkdir(parents=True, exist_ok=True)
     workers.write_text(path, json.dumps(_protocol_record(p), indent=2))
 
@@ -164,8 +170,11 @@ def tune(cell: Cell, p: Protocol) -> None:
     if not cell.tuned:
         return
     study = driver.open_study(s)
-    print(f"[compare] tune {cell.key}: {p.trials} trials of {', '.join(q.name for q in s.space.params)} "
-          f"(study {s.study_name}, sampler seed {p.tune_seed + cell.study})", flush=True)
+    print(
+        f"[compare] tune {cell.key}: {p.trials} trials of {', '.join(q.name for q in s.space.params)} "
+        f"(study {s.study_name}, sampler seed {p.tune_seed + cell.study})",
+        flush=True,
+    )
     driver.work(study, s)
     print(driver.summary_line(study, s), flush=True)
 
@@ -195,8 +204,9 @@ def best_overrides(cell: Cell) -> list[str] | None:
 def evaluate(cells: list[Cell], p: Protocol) -> None:
     """Each cell's best configuration with each fresh seed. Re-runs other workers hold (workers.py)
     are waited for; one whose worker died is run here."""
-    todo = [(cell, params, seed) for cell in cells if (params := best_overrides(cell)) is not None
-            for seed in p.eval_seeds]
+    todo = [
+        (cell, params, seed) for cell in cells if (params := best_overrides(cell)) is not None for seed in p.eval_seeds
+    ]
     said = False
     while todo := [t for t in todo if not evaluate_seed(*t, p)]:
         if not said:
@@ -220,11 +230,20 @@ def evaluate_seed(cell: Cell, params: list[str], seed: int, p: Protocol) -> bool
         if run_dir.exists():  # a killed run: keep it aside, start the seed again
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.killed-{run_id()}"))
         s = cell.settings
-        job = Job(overrides=[*s.training_overrides, *params, f"seed={seed}", "test=true"], run_dir=str(run_dir),
-                  threads=s.threads, log_file=None if s.process == "inline" else str(run_dir / RUN_LOG),
-                  configure=f"{curve.__name__}.configure_run",
-                  options={"run_dir": str(run_dir), "val_every": p.val_every, "monitor": s.metric,
-                           "wandb_group": p.name, "wandb_name": f"{cell.key}/seed-{seed}".replace("/", "-")})
+        job = Job(
+            overrides=[*s.training_overrides, *params, f"seed={seed}", "test=true"],
+            run_dir=str(run_dir),
+            threads=s.threads,
+            log_file=None if s.process == "inline" else str(run_dir / RUN_LOG),
+            configure=f"{curve.__name__}.configure_run",
+            options={
+                "run_dir": str(run_dir),
+                "val_every": p.val_every,
+                "monitor": s.metric,
+                "wandb_group": p.name,
+                "wandb_name": f"{cell.key}/seed-{seed}".replace("/", "-"),
+            },
+        )
         outcome = s.launch(job)
     metric = (outcome.get("metrics") or {}).get(s.metric)
     shown = f"{s.metric}={metric:.4f}" if isinstance(metric, float) else f"{outcome['status']}: {outcome['reason']}"
@@ -235,12 +254,14 @@ def evaluate_seed(cell: Cell, params: list[str], seed: int, p: Protocol) -> bool
 def cost_line(cost: dict) -> str:
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in cost["phases_s"].items())
     wall = cost["wall_s"] or 1.0
-    outside = (f"outside training (also each run's config, build and test pass): {1 - cost['fit_s'] / wall:.1%}")
+    outside = f"outside training (also each run's config, build and test pass): {1 - cost['fit_s'] / wall:.1%}"
     if "runs_s" not in cost:  # recorded before the runs' own time was
         return f"{cost['wall_s']:.1f} s wall ({phases}), {cost['fit_s']:.1f} s of it training (fit); {outside}"
-    return (f"{cost['wall_s']:.1f} s wall ({phases}); the runs took {cost['runs_s']:.1f} s of it, {cost['fit_s']:.1f} s "
-            f"of that training (fit). The protocol's own cost (startup, planning, storage, hand-offs, report): "
-            f"{1 - cost['runs_s'] / wall:.1%}; {outside}")
+    return (
+        f"{cost['wall_s']:.1f} s wall ({phases}); the runs took {cost['runs_s']:.1f} s of it, {cost['fit_s']:.1f} s "
+        f"of that training (fit). The protocol's own cost (startup, planning, storage, hand-offs, report): "
+        f"{1 - cost['runs_s'] / wall:.1%}; {outside}"
+    )
 
 
 def run(cfg: DictConfig, training: list[str]) -> None:
@@ -281,10 +302,14 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     cells = plan(cfg, p, search_path)
     check_resume(p)
     clock.mark("plan")
-    print(f"[compare] {p.name}: {len(p.candidates)} candidates x {len(p.tasks)} tasks x {p.studies} studies, "
-          f"{p.trials} tuning trials and {len(p.eval_seeds)} seeds each; in {p.dir}/", flush=True)
-    power = stats.why_no_winner_is_possible(len(p.eval_seeds) * p.studies, len(p.tested_pairs()), p.alpha, p.test,
-                                            p.correction)
+    print(
+        f"[compare] {p.name}: {len(p.candidates)} candidates x {len(p.tasks)} tasks x {p.studies} studies, "
+        f"{p.trials} tuning trials and {len(p.eval_seeds)} seeds each; in {p.dir}/",
+        flush=True,
+    )
+    power = stats.why_no_winner_is_possible(
+        len(p.eval_seeds) * p.studies, len(p.tested_pairs()), p.alpha, p.test, p.correction
+    )
     if power:  # descriptive results may be all the user wants; say it before the compute, not after
         print(f"[compare] warning: {power}", flush=True)
     for cell in cells:
@@ -314,7 +339,12 @@ class _Clock:
 
     def cost(self, runs: float, fit: float) -> dict:
         wall = sum(v for _, v in self.marks) + time.perf_counter() - self.last
-        return {"wall_s": round(wall, 2), "runs_s": round(runs, 2), "fit_s": round(fit, 2), "phases_s": dict(self.marks)}
+        return {
+            "wall_s": round(wall, 2),
+            "runs_s": round(runs, 2),
+            "fit_s": round(fit, 2),
+            "phases_s": dict(self.marks),
+        }
 
 
 def process_seconds() -> float:

@@ -30,7 +30,11 @@ def _num(v, digits: int = 4) -> str:
     if isinstance(v, float) and math.isinf(v):
         return "never"
     if isinstance(v, float):
-        return f"{v:.{digits}g}" if abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3) else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+        return (
+            f"{v:.{digits}g}"
+            if abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3)
+            else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+        )
     return str(v)
 
 
@@ -79,20 +83,45 @@ def task_blocks(p, task, entries, out: Path) -> list:
             rows.append([e.candidate, f"failed: {e.failure}", "", "", "", "", "", "", ""])
             continue
         reached = e.reached(task.metric, task.value, task.higher_is_better)
-        rows.append([e.candidate, _interval(e.finals(metric)), _interval(e.finals(TEST_METRIC)), _curse(e, metric),
-                     _median([r.examples for r in reached]), _median([r.steps for r in reached]),
-                     _median([r.seconds for r in reached]), _params(e), _state(e)])
+        rows.append(
+            [
+                e.candidate,
+                _interval(e.finals(metric)),
+                _interval(e.finals(TEST_METRIC)),
+                _curse(e, metric),
+                _median([r.examples for r in reached]),
+                _median([r.steps for r in reached]),
+                _median([r.seconds for r in reached]),
+                _params(e),
+                _state(e),
+            ]
+        )
     op = ">=" if task.higher_is_better else "<="
-    blocks = [("h", 2, f"Task {task.name}: target {task.metric} {op} {task.value:g}"),
-              ("table", ["candidate", f"{metric} mean [95% CI] (seeds)", f"{TEST_METRIC} mean [95% CI]",
-                         "best of tuning vs re-runs (curse)", "examples to target median [95% CI] (reached)",
-                         "steps to target", "seconds to target", "tuned hyperparameters", "optimizer state bytes/param"],
-               rows)]
+    blocks = [
+        ("h", 2, f"Task {task.name}: target {task.metric} {op} {task.value:g}"),
+        (
+            "table",
+            [
+                "candidate",
+                f"{metric} mean [95% CI] (seeds)",
+                f"{TEST_METRIC} mean [95% CI]",
+                "best of tuning vs re-runs (curse)",
+                "examples to target median [95% CI] (reached)",
+                "steps to target",
+                "seconds to target",
+                "tuned hyperparameters",
+                "optimizer state bytes/param",
+            ],
+            rows,
+        ),
+    ]
     blocks += pairwise_blocks(p, entries)
-    for stem, draw in (("curves_examples", lambda f: plots.curves(entries, task, "examples_seen", "examples seen", f)),
-                       ("curves_time", lambda f: plots.curves(entries, task, "seconds", "wall time (s)", f)),
-                       ("time_to_target", lambda f: plots.time_to_target(entries, task, f)),
-                       ("sensitivity", lambda f: plots.sensitivity(entries, task, metric, f))):
+    for stem, draw in (
+        ("curves_examples", lambda f: plots.curves(entries, task, "examples_seen", "examples seen", f)),
+        ("curves_time", lambda f: plots.curves(entries, task, "seconds", "wall time (s)", f)),
+        ("time_to_target", lambda f: plots.time_to_target(entries, task, f)),
+        ("sensitivity", lambda f: plots.sensitivity(entries, task, metric, f)),
+    ):
         path = draw(out / f"{task.name}_{stem}.png")
         blocks.append(("img", path.name, f"{task.name} {stem}") if path else ("p", f"{stem}: no data to draw"))
     return blocks
@@ -109,26 +138,50 @@ def pairwise_blocks(p, entries) -> list:
     for a, b in ((by_name[x], by_name[y]) for x, y in p.tested_pairs() if x in by_name and y in by_name):
         x, y = a.finals(p.metric), b.finals(p.metric)
         if len(x) < 2 or len(y) < 2:
-            untested.append([a.candidate, b.candidate, "-", "-", "-", "-",
-                             f"not tested (seeds: {len(x)} and {len(y)}; 2 each needed)"])
+            untested.append(
+                [
+                    a.candidate,
+                    b.candidate,
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    f"not tested (seeds: {len(x)} and {len(y)}; 2 each needed)",
+                ]
+            )
             continue
         test = stats.permutation_p(x, y) if p.test == "permutation" else stats.welch(x, y)
         other = stats.welch(x, y) if p.test == "permutation" else stats.permutation_p(x, y)
         tested.append((a.candidate, b.candidate, test, other))
     adjusted = stats.holm([t.p for *_, t, _ in tested]) if p.correction == "holm" else [t.p for *_, t, _ in tested]
-    rows = [[a, b, f"{t.difference:+.4f}", f"{t.p:.3g}", f"{adj:.3g}", f"{o.p:.3g}",
-             stats.verdict(dataclasses.replace(t, p=adj), p.alpha, higher, (a, b))]
-            for (a, b, t, o), adj in zip(tested, adjusted)] + untested
+    rows = [
+        [
+            a,
+            b,
+            f"{t.difference:+.4f}",
+            f"{t.p:.3g}",
+            f"{adj:.3g}",
+            f"{o.p:.3g}",
+            stats.verdict(dataclasses.replace(t, p=adj), p.alpha, higher, (a, b)),
+        ]
+        for (a, b, t, o), adj in zip(tested, adjusted)
+    ] + untested
     if not rows:
         return []
     other_name = "welch" if p.test == "permutation" else "permutation"
     adjusted_name = f"p Holm ({len(tested)} pairs)" if p.correction == "holm" else "p (not adjusted)"
     seeds = min((len(t.finals(p.metric)) for t in entries), default=0)
     power = stats.why_no_winner_is_possible(seeds, len(tested), p.alpha, p.test, p.correction) if tested else None
-    return [("h", 3, f"Pairwise: {p.metric}, {p.test} test at level {p.alpha:g} (two-sided) over {_which_pairs(p)}, verdicts on "
-                     + ("Holm-adjusted p-values" if p.correction == "holm" else "unadjusted p-values")),
-            *([("p", f"With these seeds {power}.")] if power else []),
-            ("table", ["A", "B", "mean A - B", f"p ({p.test})", adjusted_name, f"p ({other_name})", "verdict"], rows)]
+    return [
+        (
+            "h",
+            3,
+            f"Pairwise: {p.metric}, {p.test} test at level {p.alpha:g} (two-sided) over {_which_pairs(p)}, verdicts on "
+            + ("Holm-adjusted p-values" if p.correction == "holm" else "unadjusted p-values"),
+        ),
+        *([("p", f"With these seeds {power}.")] if power else []),
+        ("table", ["A", "B", "mean A - B", f"p ({p.test})", adjusted_name, f"p ({other_name})", "verdict"], rows),
+    ]
 
 
 def _which_pairs(p) -> str:
@@ -146,24 +199,33 @@ def profile_blocks(p, entries_by_task, out: Path) -> list:
     path = plots.profiles(times, out / "performance_profiles.png")
     scores = stats.profile_score(times)
     rows = [[c, *(_num(times[c].get(t.name)) for t, _ in entries_by_task), f"{scores[c]:.3f}"] for c in times]
-    return [("h", 2, "Performance profiles (AlgoPerf): median seconds to target per task"),
-            ("table", ["candidate", *(t.name for t, _ in entries_by_task), "score (tau_max 4)"], rows),
-            *([("img", path.name, "performance profiles")] if path else [])]
+    return [
+        ("h", 2, "Performance profiles (AlgoPerf): median seconds to target per task"),
+        ("table", ["candidate", *(t.name for t, _ in entries_by_task), "score (tau_max 4)"], rows),
+        *([("img", path.name, "performance profiles")] if path else []),
+    ]
 
 
 def protocol_blocks(p, cells, cost: dict | None) -> list:
     s = cells[0].settings
     candidates = "; ".join(c.name + " = " + " ".join(c.overrides) for c in p.candidates)
     tasks = "; ".join(t.name + " = " + " ".join(t.overrides) for t in p.tasks)
-    lines = [f"candidates: {candidates}", f"tasks: {tasks}",
-             f"training overrides for all: {' '.join([*p.run_defaults, *p.training, *p.training_overrides]) or 'none'}",
-             (f"tuning: {p.trials} trials per candidate and study, {p.studies} studies (sampler seeds "
-              f"{p.tune_seed}..{p.tune_seed + p.studies - 1}), sampler {s.sampler.get('_target_', '-')}, "
-              f"pruner {s.pruner.get('_target_', '-')}, {p.direction} {p.metric}"),
-             f"re-runs: the best configuration of each study with seeds {p.eval_seeds}, full budget, no pruning",
-             (f"statistics: 95% expanded-percentile bootstrap CI of the mean over seeds; medians with a percentile "
-              f"bootstrap; {p.test} test over {_which_pairs(p)}, winner declared at p < {p.alpha:g}"
-              + (" after Holm's adjustment over the tested pairs of a task" if p.correction == "holm" else ""))]
+    lines = [
+        f"candidates: {candidates}",
+        f"tasks: {tasks}",
+        f"training overrides for all: {' '.join([*p.run_defaults, *p.training, *p.training_overrides]) or 'none'}",
+        (
+            f"tuning: {p.trials} trials per candidate and study, {p.studies} studies (sampler seeds "
+            f"{p.tune_seed}..{p.tune_seed + p.studies - 1}), sampler {s.sampler.get('_target_', '-')}, "
+            f"pruner {s.pruner.get('_target_', '-')}, {p.direction} {p.metric}"
+        ),
+        f"re-runs: the best configuration of each study with seeds {p.eval_seeds}, full budget, no pruning",
+        (
+            f"statistics: 95% expanded-percentile bootstrap CI of the mean over seeds; medians with a percentile "
+            f"bootstrap; {p.test} test over {_which_pairs(p)}, winner declared at p < {p.alpha:g}"
+            + (" after Holm's adjustment over the tested pairs of a task" if p.correction == "holm" else "")
+        ),
+    ]
     if cost and "runs_s" in cost:
         from optlab.compare.protocol import cost_line
 
@@ -207,8 +269,12 @@ def render_md(blocks) -> str:
             lines += [f"- {item}" for item in block[1]] + [""]
         elif kind == "table":
             _, header, rows = block
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows), ""]
+            lines += [
+                "| " + " | ".join(header) + " |",
+                "|" + "---|" * len(header),
+                *("| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows),
+                "",
+            ]
         elif kind == "img":
             lines += [f"![{block[2]}]({block[1]})", ""]
     return "\n".join(lines)
@@ -231,7 +297,10 @@ def render_html(blocks, out: Path, title: str) -> str:
         elif kind == "img":
             data = base64.b64encode((out / block[1]).read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(block[2])}' src='data:image/png;base64,{data}'>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
-            "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style></head><body>"
-            + "".join(parts) + "</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;"
+        "margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px}img{max-width:100%}</style></head><body>"
+        + "".join(parts)
+        + "</body></html>"
+    )

@@ -15,7 +15,7 @@ from optlab.compare import curve, stats
 class Run:
     study: int
     seed: int
-    status: str                 # launch outcome status, or "missing" (not run yet)
+    status: str  # launch outcome status, or "missing" (not run yet)
     reason: str | None
     metrics: dict
     curve: list[dict]
@@ -27,7 +27,7 @@ class Tuning:
     study: int
     best_value: float | None
     best_params: dict
-    states: dict                # state name -> count
+    states: dict  # state name -> count
     trials: list[tuple[dict, float]]  # (params, value) of each completed trial
     failure: str | None = None
     best_overrides: list[str] = field(default_factory=list)  # what the re-runs add to the candidate
@@ -36,6 +36,7 @@ class Tuning:
 @dataclass
 class Entry:
     """One candidate on one task: every study's tuning and every re-run."""
+
     task: str
     candidate: str
     tuning: list[Tuning] = field(default_factory=list)
@@ -45,9 +46,15 @@ class Entry:
         return [r.metrics[metric] for r in self.runs if r.status == "ok" and _finite(r.metrics.get(metric))]
 
     def reached(self, metric: str, target: float, higher: bool) -> list[stats.Reached]:
-        return [stats.time_to_target(((row["examples_seen"], row["step"], row["seconds"], row["metrics"].get(metric))
-                                      for row in r.curve), target, higher)
-                for r in self.runs if r.status == "ok"]
+        return [
+            stats.time_to_target(
+                ((row["examples_seen"], row["step"], row["seconds"], row["metrics"].get(metric)) for row in r.curve),
+                target,
+                higher,
+            )
+            for r in self.runs
+            if r.status == "ok"
+        ]
 
     @property
     def failure(self) -> str | None:
@@ -83,8 +90,14 @@ def tuning_of(cell) -> Tuning | None:
         why = "; ".join(f"{n}x {r}" for r, n in reasons.most_common(2)) or "no trials"
         return Tuning(cell.study, None, {}, states, [], f"no tuning trial completed ({why})")
     best = (max if s.direction == "maximize" else min)(complete, key=lambda t: t.value)
-    return Tuning(cell.study, best.value, dict(best.params), states, [(dict(t.params), t.value) for t in complete],
-                  best_overrides=list(best.user_attrs.get("overrides") or []))
+    return Tuning(
+        cell.study,
+        best.value,
+        dict(best.params),
+        states,
+        [(dict(t.params), t.value) for t in complete],
+        best_overrides=list(best.user_attrs.get("overrides") or []),
+    )
 
 
 def collect(p, cells) -> dict[tuple[str, str], Entry]:
@@ -104,6 +117,15 @@ def collect(p, cells) -> dict[tuple[str, str], Entry]:
             if outcome is None:
                 entry.runs.append(Run(cell.study, seed, "missing", None, {}, [], None))
                 continue
-            entry.runs.append(Run(cell.study, seed, outcome["status"], outcome.get("reason"), outcome["metrics"],
-                                  curve.read_curve(run_dir), curve.read_fit(run_dir)))
+            entry.runs.append(
+                Run(
+                    cell.study,
+                    seed,
+                    outcome["status"],
+                    outcome.get("reason"),
+                    outcome["metrics"],
+                    curve.read_curve(run_dir),
+                    curve.read_fit(run_dir),
+                )
+            )
     return entries

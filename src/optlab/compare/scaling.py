@@ -38,8 +38,7 @@ def fit(n, d, loss, start: np.ndarray | None = None) -> np.ndarray:
         p0 = (e, a / n0**alpha, alpha, b / d0**beta, beta)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        params, _ = curve_fit(_law, (n / n0, d / d0), loss, p0=p0, bounds=([0.0] * 5, [np.inf] * 5),
-                              maxfev=20000)
+        params, _ = curve_fit(_law, (n / n0, d / d0), loss, p0=p0, bounds=([0.0] * 5, [np.inf] * 5), maxfev=20000)
     e, a, alpha, b, beta = params
     return np.array([e, a * n0**alpha, alpha, b * d0**beta, beta])  # back to the units of N and D
 
@@ -61,12 +60,23 @@ def _points(p, entries, data_key: str, metric: str, best: bool) -> list[tuple[fl
         runs = [r for r in entry.runs if r.status == "ok" and r.fit and math.isfinite(_final(r, metric, best))]
         if data_key not in overrides or not runs:
             continue
-        cells.append((float(runs[0].fit["params"]), float(overrides[data_key]), [_final(r, metric, best) for r in runs]))
+        cells.append(
+            (float(runs[0].fit["params"]), float(overrides[data_key]), [_final(r, metric, best) for r in runs])
+        )
     return cells
 
 
-def power_law(p, by_task, out, data_key: str = "data.num_samples", metric: str | None = None, best: bool = False,
-              resamples: int = 300, level: float = 0.95, seed: int = 0) -> list:
+def power_law(
+    p,
+    by_task,
+    out,
+    data_key: str = "data.num_samples",
+    metric: str | None = None,
+    best: bool = False,
+    resamples: int = 300,
+    level: float = 0.95,
+    seed: int = 0,
+) -> list:
     """`best`: fit each run's lowest validation value of `metric` (its curve), not its final one."""
     metric = metric or p.metric
     blocks = []
@@ -98,12 +108,23 @@ def power_law(p, by_task, out, data_key: str = "data.num_samples", metric: str |
             rows.append([name, f"{fitted[i]:.4g}", f"[{low:.4g}, {high:.4g}]"])
         seeds = sorted({len(c[2]) for c in cells})
         what = f"lowest {metric} of each run" if best else f"final {metric}"
-        blocks += [("h", 2, f"Scaling law on {task.name}: {what} = E + A/N^alpha + B/D^beta"),
-                   ("p", (f"{len(cells)} (N, D) cells, {'/'.join(map(str, seeds))} seeds each, {len(loss)} runs; "
-                          f"N = trainable parameters, D = {data_key}; R^2 = {r2:.3f}; " + (
-                              f"{level:.0%} intervals from {len(boots)}/{resamples} bootstrap refits (seeds "
-                              "resampled within each cell)" if resamples else "no intervals (one seed per cell)"))),
-                   ("table", ["parameter", "fit", f"{level:.0%} CI"], rows)]
+        blocks += [
+            ("h", 2, f"Scaling law on {task.name}: {what} = E + A/N^alpha + B/D^beta"),
+            (
+                "p",
+                (
+                    f"{len(cells)} (N, D) cells, {'/'.join(map(str, seeds))} seeds each, {len(loss)} runs; "
+                    f"N = trainable parameters, D = {data_key}; R^2 = {r2:.3f}; "
+                    + (
+                        f"{level:.0%} intervals from {len(boots)}/{resamples} bootstrap refits (seeds "
+                        "resampled within each cell)"
+                        if resamples
+                        else "no intervals (one seed per cell)"
+                    )
+                ),
+            ),
+            ("table", ["parameter", "fit", f"{level:.0%} CI"], rows),
+        ]
         path = _plot(cells, fitted, what, data_key, out / f"{task.name}_scaling_law.png", task.name)
         blocks.append(("img", path.name, f"{task.name} scaling law"))
     return blocks
@@ -123,8 +144,13 @@ def _plot(cells, params, what: str, data_key: str, path, title: str):
         ax.errorbar(x, y, yerr=err, fmt="none", color=line.get_color())
         grid = np.geomspace(x.min(), x.max(), 50)
         ax.plot(grid, _law((grid, np.full_like(grid, d)), *params), "-", color=line.get_color(), alpha=0.7)
-    ax.set(xscale="log", yscale="log", xlabel="trainable parameters N", ylabel=what,
-           title=f"{title}: power-law fit (lines) and mean ± sd over seeds")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="trainable parameters N",
+        ylabel=what,
+        title=f"{title}: power-law fit (lines) and mean ± sd over seeds",
+    )
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.yaxis.set_minor_formatter(NullFormatter())
     ax.legend(fontsize=8)

@@ -144,9 +144,11 @@ def why_no_winner_is_possible(n: int, pairs: int, alpha: float, test: str, corre
         return None
     need = next(m for m in itertools.count(n + 1) if k * smallest_p(m, m) < alpha)
     family = f" x {pairs} pairs (Holm) = {k * smallest_p(n, n):.3g}" if k > 1 else ""
-    return (f"no winner can be declared: with {n} seeds a candidate the smallest permutation p is "
-            f"{smallest_p(n, n):.3g}{family}, not below alpha={alpha:g}; {need} seeds would make one possible"
-            + (", or fewer pairs (pairs=<baseline> or [[A, B], ...])" if k > 1 else ""))
+    return (
+        f"no winner can be declared: with {n} seeds a candidate the smallest permutation p is "
+        f"{smallest_p(n, n):.3g}{family}, not below alpha={alpha:g}; {need} seeds would make one possible"
+        + (", or fewer pairs (pairs=<baseline> or [[A, B], ...])" if k > 1 else "")
+    )
 
 
 def holm(ps: list[float]) -> list[float]:

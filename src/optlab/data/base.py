@@ -12,8 +12,14 @@ from optlab.data.sampling import EpochSeededDistributedSampler, EpochSeededSampl
 class SplitDataModule(L.LightningDataModule):
     """Subclasses fill self.train_set / val_set / test_set in setup()."""
 
-    def __init__(self, batch_size: int, num_workers: int = 0, pin_memory: bool = False,
-                 channels: int | None = None, num_classes: int | None = None):
+    def __init__(
+        self,
+        batch_size: int,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        channels: int | None = None,
+        num_classes: int | None = None,
+    ):
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers

@@ -35,8 +35,7 @@ class CIFAR10Files(datasets.CIFAR10):
     """torchvision's CIFAR10 with allow-listed unpickling, optionally without its md5 check (for
     re-packed or test copies)."""
 
-    def __init__(self, root: str, train: bool = True, transform=None, download: bool = False,
-                 verify_md5: bool = True):
+    def __init__(self, root: str, train: bool = True, transform=None, download: bool = False, verify_md5: bool = True):
         # torchvision's __init__, with its two pickle.load calls replaced by load_batch.
         datasets.VisionDataset.__init__(self, root, transform=transform)
         self.train, self.verify_md5 = train, verify_md5
@@ -55,8 +54,9 @@ class CIFAR10Files(datasets.CIFAR10):
     def load_batch(self, name: str) -> dict:
         from optlab.safe_load import restricted_pickle
 
-        return restricted_pickle(Path(self.root) / self.base_folder / name, BATCH_GLOBALS, "data.root",
-                                 encoding="latin1")
+        return restricted_pickle(
+            Path(self.root) / self.base_folder / name, BATCH_GLOBALS, "data.root", encoding="latin1"
+        )
 
     def _check_integrity_of(self, name: str, md5: str) -> bool:
         return check_integrity(str(Path(self.root) / self.base_folder / name), md5)
@@ -73,10 +73,19 @@ class CIFAR10Files(datasets.CIFAR10):
 
 
 class CIFAR10DataModule(SplitDataModule):
-    def __init__(self, root: str = "data", download: bool = False, verify_md5: bool = True,
-                 batch_size: int = 128, val_size: int = 5000, split_seed: int = 0,
-                 image_size: int = 32, normalization: str = "cifar10", augment: bool = True,
-                 **loader_kwargs):
+    def __init__(
+        self,
+        root: str = "data",
+        download: bool = False,
+        verify_md5: bool = True,
+        batch_size: int = 128,
+        val_size: int = 5000,
+        split_seed: int = 0,
+        image_size: int = 32,
+        normalization: str = "cifar10",
+        augment: bool = True,
+        **loader_kwargs,
+    ):
         super().__init__(batch_size, **loader_kwargs)
         if normalization not in NORMALIZATION:
             raise ValueError(f"data.normalization={normalization!r}: use one of {sorted(NORMALIZATION)}")
@@ -94,12 +103,16 @@ class CIFAR10DataModule(SplitDataModule):
             return
         folder = root / CIFAR10Files.base_folder
         if not folder.is_dir():
-            raise ConfigError(f"data.root={node.root} has no {CIFAR10Files.base_folder}/; point data.root at the "
-                              "folder that holds it, or set data.download=true when online")
+            raise ConfigError(
+                f"data.root={node.root} has no {CIFAR10Files.base_folder}/; point data.root at the "
+                "folder that holds it, or set data.download=true when online"
+            )
         missing = [name for name in CIFAR10Files.file_names() if not (folder / name).is_file()]
         if missing:
-            raise ConfigError(f"data.root={node.root}: {CIFAR10Files.base_folder}/ lacks {', '.join(missing)}; "
-                              "extract the whole archive there, or set data.download=true when online")
+            raise ConfigError(
+                f"data.root={node.root}: {CIFAR10Files.base_folder}/ lacks {', '.join(missing)}; "
+                "extract the whole archive there, or set data.download=true when online"
+            )
 
     def _transforms(self, train: bool) -> transforms.Compose:
         steps = []
@@ -113,8 +126,9 @@ class CIFAR10DataModule(SplitDataModule):
 
     def _dataset(self, train: bool, transform) -> CIFAR10Files:
         try:
-            return CIFAR10Files(self.root, train=train, transform=transform, download=self.download,
-                                verify_md5=self.verify_md5)
+            return CIFAR10Files(
+                self.root, train=train, transform=transform, download=self.download, verify_md5=self.verify_md5
+            )
         except (RuntimeError, OSError) as e:  # torchvision: "Dataset not found or corrupted"; URLError offline
             folder = Path(self.root) / CIFAR10Files.base_folder
             if self.verify_md5 and all((folder / name).is_file() for name in CIFAR10Files.file_names()):

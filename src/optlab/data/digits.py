@@ -23,8 +23,15 @@ class ShiftAugmented(Dataset):
 
 
 class DigitsDataModule(SplitDataModule):
-    def __init__(self, batch_size: int = 64, val_fraction: float = 0.15, test_fraction: float = 0.2,
-                 split_seed: int = 0, augment: bool = True, **loader_kwargs):
+    def __init__(
+        self,
+        batch_size: int = 64,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.2,
+        split_seed: int = 0,
+        augment: bool = True,
+        **loader_kwargs,
+    ):
         super().__init__(batch_size, **loader_kwargs)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed, self.augment = split_seed, augment
@@ -39,10 +46,13 @@ class DigitsDataModule(SplitDataModule):
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
         n_test = int(len(labels) * self.test_fraction)
         n_val = int(len(labels) * self.val_fraction)
-        test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+        test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
         mean, std = images[train].mean(), images[train].std()
         images = (images - mean) / std
-        self.train_set = (ShiftAugmented(images[train], labels[train]) if self.augment
-                          else TensorDataset(images[train], labels[train]))
+        self.train_set = (
+            ShiftAugmented(images[train], labels[train])
+            if self.augment
+            else TensorDataset(images[train], labels[train])
+        )
         self.val_set = TensorDataset(images[val], labels[val])
         self.test_set = TensorDataset(images[test], labels[test])

@@ -9,8 +9,15 @@ from optlab.data.base import SplitDataModule
 
 
 class SyntheticDataModule(SplitDataModule):
-    def __init__(self, num_samples: int = 1024, shape=(3, 32, 32), batch_size: int = 64,
-                 seed: int = 0, labels: str = "random", **loader_kwargs):
+    def __init__(
+        self,
+        num_samples: int = 1024,
+        shape=(3, 32, 32),
+        batch_size: int = 64,
+        seed: int = 0,
+        labels: str = "random",
+        **loader_kwargs,
+    ):
         super().__init__(batch_size, **loader_kwargs)
         if labels not in ("random", "teacher"):
             raise ValueError(f"data.labels={labels!r} is invalid: choose random or teacher")

@@ -39,6 +39,7 @@ MIB = 2**20
 
 # -- packing tensors into flat buffers ---------------------------------------------------------
 
+
 def _groups(tensors: list[Tensor], max_bytes: float | None = None) -> list[list[int]]:
     """Indices of `tensors` split by (device, dtype), in order, and into chunks that close once
     they reach max_bytes (as DDP's buckets: no tiny bucket squeezed between two large tensors)."""
@@ -62,7 +63,7 @@ def _views(flat: Tensor, shapes: list[torch.Size]) -> list[Tensor]:
     out, offset = [], 0
     for shape in shapes:
         n = shape.numel()
-        out.append(flat[offset:offset + n].view(shape))
+        out.append(flat[offset : offset + n].view(shape))
         offset += n
     return out
 
@@ -120,8 +121,15 @@ class GradientBuckets:
     out strictly in index order on every rank; the last one, holding the flags, at sync()).
     """
 
-    def __init__(self, params: list[Tensor], bucket_mb: float, algorithm: str = "ring", group=None,
-                 as_bucket_view: bool = True, overlap: bool = False):
+    def __init__(
+        self,
+        params: list[Tensor],
+        bucket_mb: float,
+        algorithm: str = "ring",
+        group=None,
+        as_bucket_view: bool = True,
+        overlap: bool = False,
+    ):
         self.params, self.algorithm, self.group = params, algorithm, group
         self.as_view, self.overlap = as_bucket_view, overlap
         self.buckets = _groups(params, bucket_mb * MIB)
@@ -136,7 +144,7 @@ class GradientBuckets:
             self.views.append(views)
             for i, view in zip(chunk, views):
                 self.slot[i] = (k, view)
-        self.flags = self.flats[-1][len(self.flats[-1]) - len(params):]
+        self.flags = self.flats[-1][len(self.flats[-1]) - len(params) :]
         self.reached = [False] * len(params)  # backward accumulated into params[i] since the last sync
         self.syncing = True  # the current backward is followed by a sync (not an accumulation micro-batch)
         self.syncs = 0  # how many times the gradients were averaged (tests count them)

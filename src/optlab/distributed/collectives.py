@@ -144,7 +144,7 @@ def _ring_all_reduce(flat, rank, n, group):
 
     def chunk(i):
         i %= n
-        return flat[bounds[i]:bounds[i + 1]]
+        return flat[bounds[i] : bounds[i + 1]]
 
     right, left = (rank + 1) % n, (rank - 1) % n
     # Post the all-gather's receives first, with their own tag: a receive posted before the matching
@@ -167,8 +167,10 @@ def _check_op(op, tensor):
     if op not in OPS:
         raise ValueError(f"op must be one of {', '.join(map(repr, OPS))}; got {op!r}")
     if op == "mean" and isinstance(tensor, torch.Tensor) and not (tensor.is_floating_point() or tensor.is_complex()):
-        raise TypeError(f"op='mean' needs a floating-point tensor, got {tensor.dtype}; "
-                        "use op='sum' and divide (e.g. floor-divide) yourself")
+        raise TypeError(
+            f"op='mean' needs a floating-point tensor, got {tensor.dtype}; "
+            "use op='sum' and divide (e.g. floor-divide) yourself"
+        )
 
 
 def _run(tensor, group, root, root_name, body):
@@ -214,12 +216,12 @@ def _send_recv_add(send, dst, acc, src, group):
     sends = [_isend(part, dst, group) for part in send.split(seg)] if send is not None else []
     parts = acc.split(seg) if acc is not None else ()
     bufs = [acc.new_empty(parts[0].numel()) for _ in parts[:2]]
-    recvs = [_irecv(bufs[i][:part.numel()], src, group) for i, part in enumerate(parts[:2])]
+    recvs = [_irecv(bufs[i][: part.numel()], src, group) for i, part in enumerate(parts[:2])]
     for i, part in enumerate(parts):
         recvs[i].wait()
-        part.add_(bufs[i % 2][:part.numel()])
+        part.add_(bufs[i % 2][: part.numel()])
         if i + 2 < len(parts):
-            recvs.append(_irecv(bufs[i % 2][:parts[i + 2].numel()], src, group))
+            recvs.append(_irecv(bufs[i % 2][: parts[i + 2].numel()], src, group))
     _wait(sends)
 
 

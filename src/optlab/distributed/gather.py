@@ -29,12 +29,11 @@ def all_gather_list(tensor: Tensor, group=None, algorithm: str = "ring") -> list
     if dtype == torch.bool:
         t = t.to(torch.uint8)
     shapes = torch.zeros(n, max(t.dim(), 1), dtype=torch.int64, device=t.device)
-    shapes[rank, :t.dim()] = torch.tensor(t.shape, dtype=torch.int64)
+    shapes[rank, : t.dim()] = torch.tensor(t.shape, dtype=torch.int64)
     all_reduce(shapes, op="sum", algorithm=algorithm, group=group)
-    shape_list = [tuple(row[:t.dim()]) for row in shapes.tolist()]
+    shape_list = [tuple(row[: t.dim()]) for row in shapes.tolist()]
     biggest = tuple(max(s[d] for s in shape_list) for d in range(t.dim()))
     rows = torch.zeros((n, *biggest), dtype=t.dtype, device=t.device)
     rows[(rank, *(slice(0, s) for s in t.shape))] = t
     all_reduce(rows, op="sum", algorithm=algorithm, group=group)
     return [rows[(r, *(slice(0, s) for s in shape))].to(dtype) for r, shape in enumerate(shape_list)]
-

@@ -83,6 +83,7 @@ BACKENDS = ("gloo", "nccl", "mpi")
 
 def check_options(algorithm="ring", bucket_mb=25, backend=None, start_method="popen", timeout=1800) -> None:
     """One-line ValueError for a bad option (the CLI turns it into `error: ...`, exit 2)."""
+
     def bad(key, value, must):
         raise ValueError(f"strategy.{key}={value!r} is invalid: it must be {must} (set it with `strategy.{key}=...`)")
 
@@ -110,20 +111,36 @@ def _op_name(reduce_op) -> str:
 
 # -- the strategy ------------------------------------------------------------------------------
 
+
 class AllReduceStrategy(ParallelStrategy):
     """Data parallel with gradients averaged by optlab's all_reduce (see the module docstring)."""
 
     strategy_name = "allreduce"
 
-    def __init__(self, algorithm: str = "ring", bucket_mb: float = 25, backend: str | None = None,
-                 start_method: str = "popen", timeout: float | timedelta = 1800,
-                 gradient_as_bucket_view: bool = True, overlap: bool = False, broadcast_buffers: bool = True,
-                 accelerator=None, parallel_devices=None, cluster_environment=None, checkpoint_io=None,
-                 precision_plugin=None):
+    def __init__(
+        self,
+        algorithm: str = "ring",
+        bucket_mb: float = 25,
+        backend: str | None = None,
+        start_method: str = "popen",
+        timeout: float | timedelta = 1800,
+        gradient_as_bucket_view: bool = True,
+        overlap: bool = False,
+        broadcast_buffers: bool = True,
+        accelerator=None,
+        parallel_devices=None,
+        cluster_environment=None,
+        checkpoint_io=None,
+        precision_plugin=None,
+    ):
         check_options(algorithm, bucket_mb, backend, start_method, timeout)
-        super().__init__(accelerator=accelerator, parallel_devices=parallel_devices,
-                         cluster_environment=cluster_environment, checkpoint_io=checkpoint_io,
-                         precision_plugin=precision_plugin)
+        super().__init__(
+            accelerator=accelerator,
+            parallel_devices=parallel_devices,
+            cluster_environment=cluster_environment,
+            checkpoint_io=checkpoint_io,
+            precision_plugin=precision_plugin,
+        )
         self.algorithm, self.bucket_mb = algorithm, float(bucket_mb)
         self._process_group_backend = backend
         self._start_method = start_method
@@ -250,8 +267,12 @@ class AllReduceStrategy(ParallelStrategy):
             params.sort(key=lambda p: -order.get(id(p), -1))
             if params:
                 self._buckets[id(optimizer)] = GradientBuckets(
-                    params, self.bucket_mb, self.algorithm, as_bucket_view=self.gradient_as_bucket_view,
-                    overlap=self.overlap)
+                    params,
+                    self.bucket_mb,
+                    self.algorithm,
+                    as_bucket_view=self.gradient_as_bucket_view,
+                    overlap=self.overlap,
+                )
 
     def _close_buckets(self) -> None:
         for buckets in self._buckets.values():
@@ -398,12 +419,19 @@ class AllReduceStrategy(ParallelStrategy):
         if any(w in lowered for w in ("connection", "peer", "gloo", "nccl", "timed out", "timeout")):
             hint = " (a communication failure: another rank may have failed first; see its error)"
         rank = self.global_rank if self.cluster_environment is not None else 0
-        print(f"error: rank {rank} of {self.world_size} failed: {type(exception).__name__}: {cause}{hint}",
-              file=sys.stderr, flush=True)
+        print(
+            f"error: rank {rank} of {self.world_size} failed: {type(exception).__name__}: {cause}{hint}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def teardown(self) -> None:
-        if self.lightning_module is not None and self._layer_sync and self.lightning_module._trainer is not None \
-                and self.lightning_module._trainer.state.fn == TrainerFn.FITTING:
+        if (
+            self.lightning_module is not None
+            and self._layer_sync
+            and self.lightning_module._trainer is not None
+            and self.lightning_module._trainer.state.fn == TrainerFn.FITTING
+        ):
             self.model = self._layer_sync.revert(self.model)
         self._close_buckets()
         self._buffers = None
@@ -413,13 +441,17 @@ class AllReduceStrategy(ParallelStrategy):
     @classmethod
     def register_strategies(cls, strategy_registry) -> None:
         if "allreduce" not in strategy_registry:
-            strategy_registry.register("allreduce", cls, description="Data parallel on optlab's own all_reduce "
-                                                                     "(send/recv; ring, tree or naive)")
+            strategy_registry.register(
+                "allreduce",
+                cls,
+                description="Data parallel on optlab's own all_reduce (send/recv; ring, tree or naive)",
+            )
         for algorithm in ALGORITHMS:
             name = f"allreduce_{algorithm}"
             if name not in strategy_registry:
-                strategy_registry.register(name, cls, description=f"allreduce with algorithm={algorithm}",
-                                           algorithm=algorithm)
+                strategy_registry.register(
+                    name, cls, description=f"allreduce with algorithm={algorithm}", algorithm=algorithm
+                )
 
 
 AllReduceStrategy.register_strategies(StrategyRegistry)

@@ -11,5 +11,15 @@ live in `FUNCTIONS` (name -> object); adding one is one `TestFunction` subclass.
 from optlab.landscape.functions import FUNCTIONS, Ravine, Rosenbrock, TestFunction, TriModal, get_function
 from optlab.landscape.trajectory import DEFAULT_OPTIMIZERS, OPTIMIZERS, resolve_optimizer, trajectory
 
-__all__ = ["FUNCTIONS", "TestFunction", "Ravine", "TriModal", "Rosenbrock", "get_function",
-           "trajectory", "OPTIMIZERS", "DEFAULT_OPTIMIZERS", "resolve_optimizer"]
+__all__ = [
+    "FUNCTIONS",
+    "TestFunction",
+    "Ravine",
+    "TriModal",
+    "Rosenbrock",
+    "get_function",
+    "trajectory",
+    "OPTIMIZERS",
+    "DEFAULT_OPTIMIZERS",
+    "resolve_optimizer",
+]

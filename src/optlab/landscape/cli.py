@@ -40,21 +40,40 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m optlab.landscape",
-                description="Optimizer paths on the 2-D test functions, as PNG (matplotlib) and HTML (plotly).",
-                epilog="examples:\n" + __doc__.split("\n\n")[1].replace("To run:", "       "),
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--functions", nargs="+", metavar="NAME", default=list(FUNCTIONS),
-                   help=f"functions to draw (default: all of {', '.join(FUNCTIONS)})")
-    p.add_argument("--optimizers", nargs="+", metavar="NAME", default=list(DEFAULT_OPTIMIZERS),
-                   help=f"optimizer names ({', '.join(OPTIMIZERS)}) or dotted paths to an Optimizer class "
-                        f"(default: {' '.join(DEFAULT_OPTIMIZERS)})")
+    p = _Parser(
+        prog="python -m optlab.landscape",
+        description="Optimizer paths on the 2-D test functions, as PNG (matplotlib) and HTML (plotly).",
+        epilog="examples:\n" + __doc__.split("\n\n")[1].replace("To run:", "       "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--functions",
+        nargs="+",
+        metavar="NAME",
+        default=list(FUNCTIONS),
+        help=f"functions to draw (default: all of {', '.join(FUNCTIONS)})",
+    )
+    p.add_argument(
+        "--optimizers",
+        nargs="+",
+        metavar="NAME",
+        default=list(DEFAULT_OPTIMIZERS),
+        help=f"optimizer names ({', '.join(OPTIMIZERS)}) or dotted paths to an Optimizer class "
+        f"(default: {' '.join(DEFAULT_OPTIMIZERS)})",
+    )
     p.add_argument("--iters", type=int, default=None, help="steps per path (default: each function's own)")
-    p.add_argument("--lr", nargs="+", action="extend", default=[], metavar="[FUNCTION:]OPTIMIZER=LR",
-                   help="learning-rate overrides, e.g. adam=0.05 or rosenbrock:sgd=0.002")
+    p.add_argument(
+        "--lr",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="[FUNCTION:]OPTIMIZER=LR",
+        help="learning-rate overrides, e.g. adam=0.05 or rosenbrock:sgd=0.002",
+    )
     p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="dtype of the parameter (default float32)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder, new or empty (default: logs/landscape/<run id>/)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="output folder, new or empty (default: logs/landscape/<run id>/)"
+    )
     p.add_argument("--no-png", action="store_true", help="skip the matplotlib PNGs")
     p.add_argument("--no-html", action="store_true", help="skip the plotly HTML pages")
     p.add_argument("--list", action="store_true", help="list functions and optimizers, then exit")
@@ -79,11 +98,13 @@ def _parse_lrs(items: list[str], functions: list[str], optimizers: list[str]) ->
         if not sep or not opt:
             raise UsageError(f"--lr {item!r}: expected [FUNCTION:]OPTIMIZER=LR, e.g. adam=0.05 or rosenbrock:sgd=0.002")
         if fn_name is not None and fn_name not in functions:
-            raise UsageError(f"--lr {item!r}: function {fn_name!r} is not being drawn; "
-                             f"choose one of: {', '.join(functions)}")
+            raise UsageError(
+                f"--lr {item!r}: function {fn_name!r} is not being drawn; choose one of: {', '.join(functions)}"
+            )
         if opt not in optimizers:
-            raise UsageError(f"--lr {item!r}: optimizer {opt!r} is not being run; "
-                             f"choose one of: {', '.join(optimizers)}")
+            raise UsageError(
+                f"--lr {item!r}: optimizer {opt!r} is not being run; choose one of: {', '.join(optimizers)}"
+            )
         try:
             lr = float(value)
         except ValueError:
@@ -157,10 +178,18 @@ def summary(job: Job) -> dict:
     (x0, x1), (y0, y1) = job.fn.bounds
     inside = (p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)
     note = "diverged" if not torch.isfinite(p).all() else ("" if inside.all() else "left the plot")
-    return {"function": job.fn.name, "optimizer": job.optimizer,
-            "class": f"{job.cls.__module__}.{job.cls.__qualname__}",
-            "hparams": job.hparams, "iters": job.iters, "start": p[0].tolist(), "final": end.tolist(),
-            "final_value": value, "distance_to_nearest_minimum": dist, "note": note}
+    return {
+        "function": job.fn.name,
+        "optimizer": job.optimizer,
+        "class": f"{job.cls.__module__}.{job.cls.__qualname__}",
+        "hparams": job.hparams,
+        "iters": job.iters,
+        "start": p[0].tolist(),
+        "final": end.tolist(),
+        "final_value": value,
+        "distance_to_nearest_minimum": dist,
+        "note": note,
+    }
 
 
 def print_table(rows: list[dict], out: Path) -> None:
@@ -173,9 +202,16 @@ def print_table(rows: list[dict], out: Path) -> None:
     for r in rows:
         lr = r["hparams"].get("lr")
         dist = r["distance_to_nearest_minimum"]
-        table.add_row(r["function"], r["optimizer"], "default" if lr is None else f"{lr:g}", str(r["iters"]),
-                      "({:.4g}, {:.4g})".format(*r["final"]), f"{r['final_value']:.6g}",
-                      "n/a" if dist is None else f"{dist:.3g}", r["note"])
+        table.add_row(
+            r["function"],
+            r["optimizer"],
+            "default" if lr is None else f"{lr:g}",
+            str(r["iters"]),
+            "({:.4g}, {:.4g})".format(*r["final"]),
+            f"{r['final_value']:.6g}",
+            "n/a" if dist is None else f"{dist:.3g}",
+            r["note"],
+        )
     Console(width=max(120, Console().width)).print(table)
 
 
@@ -192,8 +228,9 @@ def run(args: argparse.Namespace) -> Path:
         for fn_name in args.functions:
             fn_jobs = [j for j in jobs if j.fn.name == fn_name]
             paths = {j.optimizer: j.path for j in fn_jobs}
-            labels = {j.optimizer: j.optimizer + (f" (lr={j.hparams['lr']:g})" if "lr" in j.hparams else "")
-                      for j in fn_jobs}
+            labels = {
+                j.optimizer: j.optimizer + (f" (lr={j.hparams['lr']:g})" if "lr" in j.hparams else "") for j in fn_jobs
+            }
             fn = FUNCTIONS[fn_name]
             if not args.no_png:
                 write_png(fn, paths, out / f"{fn_name}.png", labels=labels)

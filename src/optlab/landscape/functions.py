@@ -15,7 +15,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-FUNCTIONS: dict[str, "TestFunction"] = {}
+FUNCTIONS: dict[str, TestFunction] = {}
 
 
 class TestFunction:

@@ -65,8 +65,9 @@ def _labels(paths: dict[str, torch.Tensor], labels: dict[str, str] | None) -> di
     return {name: (labels or {}).get(name, name) for name in paths}
 
 
-def write_png(fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Path,
-              labels: dict[str, str] | None = None, start=None) -> Path:
+def write_png(
+    fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Path, labels: dict[str, str] | None = None, start=None
+) -> Path:
     """Surface and contour side by side, one color per optimizer; returns the file written."""
     file = Path(file)
     labels = _labels(paths, labels)
@@ -96,11 +97,17 @@ def write_png(fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Path
         ax3.scatter(mx, my, np.log10(mz) if fn.log_levels else mz, marker="*", s=150, color="gold", edgecolors="k")
     if fn.valley is not None:
         (vx0, vy0), (vx1, vy1) = fn.valley
-        ax2.plot([vx0, vx1], [vy0, vy1], color=VALLEY, ls="--", lw=1.5, zorder=3,
-                 label="valley floor (min at infinity)")
+        ax2.plot(
+            [vx0, vx1], [vy0, vy1], color=VALLEY, ls="--", lw=1.5, zorder=3, label="valley floor (min at infinity)"
+        )
     (x0, x1), (y0, y1) = fn.bounds
-    ax2.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y",
-            title="contour" + (" (log levels)" if fn.log_levels else ""))
+    ax2.set(
+        xlim=(x0, x1),
+        ylim=(y0, y1),
+        xlabel="x",
+        ylabel="y",
+        title="contour" + (" (log levels)" if fn.log_levels else ""),
+    )
     ax3.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y", zlabel="log10 f" if fn.log_levels else "f")
     ax3.view_init(elev=35, azim=-60)
     ax2.legend(loc="best", fontsize=8, framealpha=0.85, title="X = end point", title_fontsize=8)
@@ -111,8 +118,9 @@ def write_png(fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Path
     return file
 
 
-def write_html(fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Path,
-               labels: dict[str, str] | None = None, start=None) -> Path:
+def write_html(
+    fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Path, labels: dict[str, str] | None = None, start=None
+) -> Path:
     """Interactive surface + contour (plotly.js embedded); path coordinates stored as plain numbers."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -123,48 +131,136 @@ def write_html(fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Pat
     X, Y, Z = grid(fn, 100)
     zlabel = "log10 f" if fn.log_levels else "f"
     surf_z = np.log10(Z) if fn.log_levels else Z
-    fig = make_subplots(rows=1, cols=2, specs=[[{"type": "scene"}, {"type": "xy"}]],
-                        subplot_titles=("surface", "contour" + (" (log10 f)" if fn.log_levels else "")))
-    fig.add_trace(go.Surface(x=X[0], y=Y[:, 0], z=surf_z, colorscale="Viridis", opacity=0.8, showscale=False,
-                             name=zlabel), row=1, col=1)
-    fig.add_trace(go.Contour(x=X[0], y=Y[:, 0], z=surf_z, colorscale="Viridis", ncontours=30, showscale=False,
-                             contours=dict(coloring="heatmap"), name=zlabel), row=1, col=2)
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        specs=[[{"type": "scene"}, {"type": "xy"}]],
+        subplot_titles=("surface", "contour" + (" (log10 f)" if fn.log_levels else "")),
+    )
+    fig.add_trace(
+        go.Surface(x=X[0], y=Y[:, 0], z=surf_z, colorscale="Viridis", opacity=0.8, showscale=False, name=zlabel),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Contour(
+            x=X[0],
+            y=Y[:, 0],
+            z=surf_z,
+            colorscale="Viridis",
+            ncontours=30,
+            showscale=False,
+            contours=dict(coloring="heatmap"),
+            name=zlabel,
+        ),
+        row=1,
+        col=2,
+    )
     for i, (name, path) in enumerate(paths.items()):
         color, lw = COLORS[i % len(COLORS)], _width(i, len(paths))
         x, y, z = visible(fn, path)
         z = np.log10(z) if fn.log_levels else z
         # lists, not arrays: plotly would pack arrays as base64; plain numbers keep the page greppable
         xs, ys, zs = ([None if np.isnan(v) else float(v) for v in a] for a in (x, y, z))
-        hover = dict(customdata=list(range(len(xs))),
-                     hovertemplate=f"{labels[name]}<br>step %{{customdata}}"
-                                   "<br>x=%{x:.5g}, y=%{y:.5g}<extra></extra>")
-        fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines+markers", name=labels[name], legendgroup=name,
-                                   line=dict(color=color, width=2 * lw), marker=dict(size=2, color=color), **hover),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=labels[name], legendgroup=name,
-                                 showlegend=False, line=dict(color=color, width=lw), marker=dict(size=lw + 2), **hover),
-                      row=1, col=2)
-    fig.add_trace(go.Scatter(x=[start[0]], y=[start[1]], mode="markers", name="start",
-                             marker=dict(size=12, color="white", line=dict(color="black", width=2))), row=1, col=2)
+        hover = dict(
+            customdata=list(range(len(xs))),
+            hovertemplate=f"{labels[name]}<br>step %{{customdata}}<br>x=%{{x:.5g}}, y=%{{y:.5g}}<extra></extra>",
+        )
+        fig.add_trace(
+            go.Scatter3d(
+                x=xs,
+                y=ys,
+                z=zs,
+                mode="lines+markers",
+                name=labels[name],
+                legendgroup=name,
+                line=dict(color=color, width=2 * lw),
+                marker=dict(size=2, color=color),
+                **hover,
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines+markers",
+                name=labels[name],
+                legendgroup=name,
+                showlegend=False,
+                line=dict(color=color, width=lw),
+                marker=dict(size=lw + 2),
+                **hover,
+            ),
+            row=1,
+            col=2,
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=[start[0]],
+            y=[start[1]],
+            mode="markers",
+            name="start",
+            marker=dict(size=12, color="white", line=dict(color="black", width=2)),
+        ),
+        row=1,
+        col=2,
+    )
     if fn.minima:
         mx, my = (list(v) for v in zip(*fn.minima))
         with torch.no_grad():
             mz = fn(torch.tensor(fn.minima, dtype=torch.float64)).numpy()
         mz = (np.log10(mz) if fn.log_levels else mz).tolist()
-        fig.add_trace(go.Scatter(x=mx, y=my, mode="markers", name="minimum", legendgroup="minimum",
-                                 marker=dict(symbol="star", size=16, color="gold", line=dict(color="black", width=1))),
-                      row=1, col=2)
-        fig.add_trace(go.Scatter3d(x=mx, y=my, z=mz, mode="markers", name="minimum", legendgroup="minimum",
-                                   showlegend=False, marker=dict(symbol="diamond", size=6, color="gold")), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=mx,
+                y=my,
+                mode="markers",
+                name="minimum",
+                legendgroup="minimum",
+                marker=dict(symbol="star", size=16, color="gold", line=dict(color="black", width=1)),
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_trace(
+            go.Scatter3d(
+                x=mx,
+                y=my,
+                z=mz,
+                mode="markers",
+                name="minimum",
+                legendgroup="minimum",
+                showlegend=False,
+                marker=dict(symbol="diamond", size=6, color="gold"),
+            ),
+            row=1,
+            col=1,
+        )
     if fn.valley is not None:
         (vx0, vy0), (vx1, vy1) = fn.valley
-        fig.add_trace(go.Scatter(x=[vx0, vx1], y=[vy0, vy1], mode="lines", name="valley floor (min at infinity)",
-                                 line=dict(color=VALLEY, dash="dash")), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=[vx0, vx1],
+                y=[vy0, vy1],
+                mode="lines",
+                name="valley floor (min at infinity)",
+                line=dict(color=VALLEY, dash="dash"),
+            ),
+            row=1,
+            col=2,
+        )
     (x0, x1), (y0, y1) = fn.bounds
     fig.update_xaxes(range=[x0, x1], title_text="x", row=1, col=2)
     fig.update_yaxes(range=[y0, y1], title_text="y", row=1, col=2)
-    fig.update_layout(title=fn.title or fn.name, height=650, width=1400,
-                      scene=dict(xaxis=dict(title="x", range=[x0, x1]), yaxis=dict(title="y", range=[y0, y1]),
-                                 zaxis=dict(title=zlabel)))
+    fig.update_layout(
+        title=fn.title or fn.name,
+        height=650,
+        width=1400,
+        scene=dict(
+            xaxis=dict(title="x", range=[x0, x1]), yaxis=dict(title="y", range=[y0, y1]), zaxis=dict(title=zlabel)
+        ),
+    )
     fig.write_html(file, include_plotlyjs=True, full_html=True)
     return file

@@ -32,14 +32,14 @@ STATUSES = ("ok", "config", "oom", "error", "crash", "timeout")
 
 @dataclass
 class Job:
-    overrides: list[str]              # everything after `python train.py` (hydra.searchpath=... too)
+    overrides: list[str]  # everything after `python train.py` (hydra.searchpath=... too)
     run_dir: str
     config_name: str = "train"
-    config_dir: str | None = None     # None: optlab's conf/
-    configure: str | None = None      # "package.module.function": called as f(cfg, **options) after composing
+    config_dir: str | None = None  # None: optlab's conf/
+    configure: str | None = None  # "package.module.function": called as f(cfg, **options) after composing
     options: dict = field(default_factory=dict)
-    threads: int | None = None        # torch threads for this job (None: leave as is)
-    log_file: str | None = None       # in a fresh or worker process: where its stdout/stderr go (None: inherit)
+    threads: int | None = None  # torch threads for this job (None: leave as is)
+    log_file: str | None = None  # in a fresh or worker process: where its stdout/stderr go (None: inherit)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -91,8 +91,14 @@ def read_outcome(run_dir: str | Path) -> dict | None:
 
 
 def outcome_of(job: Job, status: str, reason: str, **extra) -> dict:
-    return {"status": status, "reason": reason, "metrics": {}, "overrides": list(job.overrides),
-            "run_dir": job.run_dir, **extra}
+    return {
+        "status": status,
+        "reason": reason,
+        "metrics": {},
+        "overrides": list(job.overrides),
+        "run_dir": job.run_dir,
+        **extra,
+    }
 
 
 def _save_config(cfg, job: Job) -> None:

@@ -78,5 +78,7 @@ def adopt_srun_layout() -> None:
         os.environ["SLURM_NTASKS_PER_NODE"] = str(counts[0])
         return
     layout = os.environ.get("SLURM_TASKS_PER_NODE")
-    raise LaunchError(f"srun placed the tasks unevenly (SLURM_TASKS_PER_NODE={layout}); Lightning needs as many on "
-                      "every node: use srun -N<nodes> --ntasks-per-node=<n>")
+    raise LaunchError(
+        f"srun placed the tasks unevenly (SLURM_TASKS_PER_NODE={layout}); Lightning needs as many on "
+        "every node: use srun -N<nodes> --ntasks-per-node=<n>"
+    )

@@ -99,9 +99,13 @@ def _pool(jobs_per_process: int | None):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_pool_init, initargs=(os.getpid(),),
-                                       max_tasks_per_child=jobs_per_process)
+        executor = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_pool_init,
+            initargs=(os.getpid(),),
+            max_tasks_per_child=jobs_per_process,
+        )
         _POOL = (executor, jobs_per_process)
     return _POOL[0]
 
@@ -154,8 +158,14 @@ def _where(log_path: str | None) -> str:
     return f"; log: {log_path}" if log_path else ""
 
 
-def run(job: Job, how: str = "pool", timeout: float | None = None, while_running=contextlib.nullcontext,
-        jobs_per_process: int | None = None, submitit: dict | None = None) -> dict:
+def run(
+    job: Job,
+    how: str = "pool",
+    timeout: float | None = None,
+    while_running=contextlib.nullcontext,
+    jobs_per_process: int | None = None,
+    submitit: dict | None = None,
+) -> dict:
     """Run the job (how: pool | subprocess | inline | submitit) and return its outcome."""
     if how not in MODES:
         raise ValueError(f"how={how!r}: choose one of {', '.join(MODES)}")
@@ -222,9 +232,14 @@ def _wait_subprocess(job: Job, deadline, timeout) -> dict:
     run_dir = Path(job.run_dir)
     (run_dir / JOB_FILE).write_text(job.to_json())
     with open(job.log_file, "ab") if job.log_file else contextlib.nullcontext() as log:
-        popen = subprocess.Popen([sys.executable, "-m", "optlab.launch", str(run_dir / JOB_FILE)],
-                                 stdout=log, stderr=subprocess.STDOUT if log else None, start_new_session=True,
-                                 preexec_fn=_die_with_parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "optlab.launch", str(run_dir / JOB_FILE)],
+            stdout=log,
+            stderr=subprocess.STDOUT if log else None,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     code, timed_out = None, False
     try:
         while code is None:
@@ -241,10 +256,9 @@ def _wait_subprocess(job: Job, deadline, timeout) -> dict:
     outcome = None if timed_out else read_outcome(run_dir)
     if outcome is not None:
         return outcome
-    return outcome_of(job, "timeout" if timed_out else "crash", _crash_reason(code, job.log_file, timed_out, timeout),
-                  exit_code=code)
-
-
+    return outcome_of(
+        job, "timeout" if timed_out else "crash", _crash_reason(code, job.log_file, timed_out, timeout), exit_code=code
+    )
 
 
 def _wait_submitit(job: Job, deadline, timeout, parameters: dict) -> dict:

@@ -29,15 +29,31 @@ class OptlabWandbLogger(WandbLogger):
             self.watch(model, log=self._watch, log_freq=self._watch_log_freq)
 
 
-def wandb_logger(run_dir: str, project: str = "optlab", offline: bool = True, tags=(), group: str | None = None,
-                 watch: str | None = None, watch_log_freq: int = 100, name: str | None = None,
-                 **kwargs) -> OptlabWandbLogger:
+def wandb_logger(
+    run_dir: str,
+    project: str = "optlab",
+    offline: bool = True,
+    tags=(),
+    group: str | None = None,
+    watch: str | None = None,
+    watch_log_freq: int = 100,
+    name: str | None = None,
+    **kwargs,
+) -> OptlabWandbLogger:
     """`name` (also the run id) defaults to the run folder's name; sweep.py sets <study>-trial-<n>."""
     run = Path(run_dir)
     in_sweep = run.parent.name.startswith("multirun-")
     run_name = name or (f"{run.parent.name}-{run.name}" if in_sweep else run.name)
     return OptlabWandbLogger(
-        name=run_name, id=run_name, resume="allow", project=project, offline=offline,
-        tags=list(tags or []), group=group or (run.parent.name if in_sweep else None),
-        watch=watch, watch_log_freq=watch_log_freq, log_model=False, **kwargs,
+        name=run_name,
+        id=run_name,
+        resume="allow",
+        project=project,
+        offline=offline,
+        tags=list(tags or []),
+        group=group or (run.parent.name if in_sweep else None),
+        watch=watch,
+        watch_log_freq=watch_log_freq,
+        log_model=False,
+        **kwargs,
     )

@@ -33,9 +33,15 @@ class ImageClassifier(L.LightningModule):
         else:
             super().__setattr__(name, value)
 
-    def __init__(self, net: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable | None = None, param_groups: dict | None = None,
-                 label_smoothing: float = 0.0, compile: bool = False):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable | None = None,
+        param_groups: dict | None = None,
+        label_smoothing: float = 0.0,
+        compile: bool = False,
+    ):
         super().__init__()
         # Plain values only: checkpoints then load with torch's weights_only=True. The net, optimizer
         # and scheduler are rebuilt from the config (saved next to the checkpoint in .hydra/).

@@ -30,7 +30,7 @@ def _load_local(path: Path) -> dict[str, torch.Tensor]:
     # A Lightning checkpoint of ImageClassifier(PretrainedResNet) prefixes keys with net.backbone.
     for prefix in ("net.backbone.", "backbone.", "module."):
         if any(k.startswith(prefix) for k in state):
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             break
     return state
 
@@ -46,8 +46,13 @@ def _cache_dir() -> Path:
 
 
 class PretrainedResNet(nn.Module):
-    def __init__(self, arch: str = "resnet34", weights: str | None = "IMAGENET1K_V1", num_classes: int = 10,
-                 freeze: str = "backbone"):
+    def __init__(
+        self,
+        arch: str = "resnet34",
+        weights: str | None = "IMAGENET1K_V1",
+        num_classes: int = 10,
+        freeze: str = "backbone",
+    ):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"model.net.arch={arch!r}: use one of {sorted(ARCHS)}")
@@ -58,13 +63,19 @@ class PretrainedResNet(nn.Module):
             state = {k: v for k, v in self._pretrained_state(arch, str(weights)).items() if not k.startswith("fc.")}
             own = self.backbone.state_dict()
             # Checked here: load_state_dict reports a shape mismatch as a multi-line RuntimeError.
-            wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-                     if k in own and v.shape != own[k].shape]
+            wrong = [
+                f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+                for k, v in state.items()
+                if k in own and v.shape != own[k].shape
+            ]
             if wrong:
-                raise ValueError(f"model.net.weights={weights} does not fit {arch}: {len(wrong)} tensors have other "
-                                 f"shapes, e.g. {wrong[0]}; pick the arch the weights were trained with")
-            missing = [k for k in self.backbone.load_state_dict(state, strict=False).missing_keys
-                       if not k.startswith("fc.")]
+                raise ValueError(
+                    f"model.net.weights={weights} does not fit {arch}: {len(wrong)} tensors have other "
+                    f"shapes, e.g. {wrong[0]}; pick the arch the weights were trained with"
+                )
+            missing = [
+                k for k in self.backbone.load_state_dict(state, strict=False).missing_keys if not k.startswith("fc.")
+            ]
             if missing:
                 raise ValueError(f"model.net.weights={weights} does not fit {arch}: missing {missing[:3]}...")
         features = self.backbone.fc.in_features
@@ -108,7 +119,9 @@ class PretrainedResNet(nn.Module):
             return _load_local(path)
         enum = models.get_model_weights(arch)
         if weights not in enum.__members__:
-            raise ValueError(f"model.net.weights={weights!r}: use one of {list(enum.__members__)}, a file path, or null")
+            raise ValueError(
+                f"model.net.weights={weights!r}: use one of {list(enum.__members__)}, a file path, or null"
+            )
         name = Path(enum[weights].url).name
         cache = _cache_dir()
         try:  # torch.hub's loader defaults to weights_only=False: a planted cache file would run code
@@ -134,8 +147,11 @@ class PretrainedResNet(nn.Module):
         return self
 
     def fsdp_units(self) -> list[nn.Module]:
-        return [block for layer in (self.backbone.layer1, self.backbone.layer2, self.backbone.layer3,
-                                    self.backbone.layer4) for block in layer]
+        return [
+            block
+            for layer in (self.backbone.layer1, self.backbone.layer2, self.backbone.layer3, self.backbone.layer4)
+            for block in layer
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))

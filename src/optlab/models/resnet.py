@@ -55,13 +55,21 @@ BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(nn.Module):
-    def __init__(self, blocks=(2, 2, 2, 2), widths=(64, 128, 256, 512), block: str = "basic",
-                 in_channels: int = 3, num_classes: int = 10):
+    def __init__(
+        self,
+        blocks=(2, 2, 2, 2),
+        widths=(64, 128, 256, 512),
+        block: str = "basic",
+        in_channels: int = 3,
+        num_classes: int = 10,
+    ):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"model.net.block={block!r}: use one of {sorted(BLOCKS)}")
         if len(blocks) != len(widths) or not blocks:
-            raise ValueError(f"model.net.blocks {list(blocks)} and widths {list(widths)} need the same, non-zero length")
+            raise ValueError(
+                f"model.net.blocks {list(blocks)} and widths {list(widths)} need the same, non-zero length"
+            )
         block_cls = BLOCKS[block]
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()

@@ -120,8 +120,9 @@ def compiled(kernel: Callable) -> Callable:
     return torch.compile(kernel, dynamic=True)
 
 
-def run_compiled(kernel: Callable, tensor_lists: Sequence[Sequence[Tensor | None]],
-                 scalars: list[list[float]], **flags: bool) -> None:
+def run_compiled(
+    kernel: Callable, tensor_lists: Sequence[Sequence[Tensor | None]], scalars: list[list[float]], **flags: bool
+) -> None:
     """Run the compiled `kernel(p, g, *state, h, **flags)` on each param, in place.
 
     Why it is faster: the kernel's ops are elementwise, so inductor fuses them into one loop per

@@ -22,8 +22,15 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import (by_device_and_dtype, cache_blocks, effective_grads, new_step, params_with_grad,
-                                   plain, run_compiled)
+from optlab.optim._foreach import (
+    by_device_and_dtype,
+    cache_blocks,
+    effective_grads,
+    new_step,
+    params_with_grad,
+    plain,
+    run_compiled,
+)
 
 
 def adam_update(
@@ -51,9 +58,7 @@ def adam_update(
     this update: this function increments it (so state starts at 0, as in torch).
     `grads` are not modified. Tensors may live on several devices/dtypes; they are grouped.
     """
-    for p, g, m, v, v_max, t in by_device_and_dtype(
-        params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps
-    ):
+    for p, g, m, v, v_max, t in by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
         torch._foreach_add_(t, 1.0)
         # Bias corrections depend on each param's own step, so they are per-tensor scalars.
         # The step lives on the CPU: reading it costs no device sync.
@@ -82,8 +87,19 @@ def adam_update(
             torch._foreach_addcdiv_(p, m, denom, step_sizes)
 
 
-def adam_kernel(p: Tensor, g: Tensor, m: Tensor, v: Tensor, v_max: Tensor | None, h: Tensor, *,
-                weight_decay: bool, decoupled_weight_decay: bool, amsgrad: bool, maximize: bool) -> None:
+def adam_kernel(
+    p: Tensor,
+    g: Tensor,
+    m: Tensor,
+    v: Tensor,
+    v_max: Tensor | None,
+    h: Tensor,
+    *,
+    weight_decay: bool,
+    decoupled_weight_decay: bool,
+    amsgrad: bool,
+    maximize: bool,
+) -> None:
     """`adam_update` for one param (step counter aside), for the compiled path; h = (weight
     decay: 1 - lr * wd if decoupled else wd, 1 - beta1, beta2, 1 - beta2, eps, sqrt(1 - beta2^t),
     -lr / (1 - beta1^t))."""
@@ -108,12 +124,26 @@ def adam_compiled(params: list[Tensor], grads: list[Tensor], states: list[dict],
     torch._foreach_add_(steps, 1.0)
     lr, wd, (beta1, beta2) = group["lr"], group["weight_decay"], group["betas"]
     decay = 1 - lr * wd if group["decoupled_weight_decay"] else wd
-    scalars = [[decay, 1 - beta1, beta2, 1 - beta2, group["eps"], (1 - beta2**t) ** 0.5, -lr / (1 - beta1**t)]
-               for t in (s.item() for s in steps)]
-    tensors = [params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-               [s.get("max_exp_avg_sq") for s in states]]
-    run_compiled(adam_kernel, tensors, scalars, weight_decay=wd != 0, amsgrad=group["amsgrad"],
-                 decoupled_weight_decay=group["decoupled_weight_decay"], maximize=group["maximize"])
+    scalars = [
+        [decay, 1 - beta1, beta2, 1 - beta2, group["eps"], (1 - beta2**t) ** 0.5, -lr / (1 - beta1**t)]
+        for t in (s.item() for s in steps)
+    ]
+    tensors = [
+        params,
+        grads,
+        [s["exp_avg"] for s in states],
+        [s["exp_avg_sq"] for s in states],
+        [s.get("max_exp_avg_sq") for s in states],
+    ]
+    run_compiled(
+        adam_kernel,
+        tensors,
+        scalars,
+        weight_decay=wd != 0,
+        amsgrad=group["amsgrad"],
+        decoupled_weight_decay=group["decoupled_weight_decay"],
+        maximize=group["maximize"],
+    )
 
 
 class Adam(Optimizer):
@@ -186,9 +216,7 @@ class Adam(Optimizer):
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 if group["amsgrad"] and "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
+                    state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             states = [self.state[p] for p in params]
             if self.compiled and plain(params):
                 adam_compiled(params, grads, states, group)

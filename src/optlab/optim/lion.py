@@ -35,8 +35,8 @@ def lion_update(
 ) -> None:
     """One Lion step for aligned lists of params, grads and momenta, in place (block by block on
     CPU, see `optlab.optim._foreach.cache_blocks`)."""
-    for p, g, m in by_device_and_dtype(params, grads, exp_avgs):
-        for p, g, m in cache_blocks(p, g, m):
+    for device_p, device_g, device_m in by_device_and_dtype(params, grads, exp_avgs):
+        for p, g, m in cache_blocks(device_p, device_g, device_m):
             if maximize:
                 g = torch._foreach_neg(g)
             if weight_decay != 0:  # decoupled, as in AdamW: the decay never enters m
@@ -106,15 +106,17 @@ class Lion(Optimizer):
             params, grads = params_with_grad(group, "Lion")
             for p in params:
                 if not self.state[p]:  # lazy init: state exists only for params with a gradient
-                    self.state[p]["exp_avg"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
+                    self.state[p]["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             beta1, beta2 = group["betas"]
             if self.compiled and plain(params):
                 lr, wd = group["lr"], group["weight_decay"]
-                run_compiled(lion_kernel, [params, grads, [self.state[p]["exp_avg"] for p in params]],
-                             [[lr, 1 - beta1, 1 - beta2, 1 - lr * wd]], weight_decay=wd != 0,
-                             maximize=group["maximize"])
+                run_compiled(
+                    lion_kernel,
+                    [params, grads, [self.state[p]["exp_avg"] for p in params]],
+                    [[lr, 1 - beta1, 1 - beta2, 1 - lr * wd]],
+                    weight_decay=wd != 0,
+                    maximize=group["maximize"],
+                )
             else:
                 lion_update(
                     params,

@@ -59,8 +59,7 @@ STEM_NAMES = frozenset({"stem", "embed", "embedding", "embeddings", "tok_embeddi
 HEAD_NAMES = frozenset({"head", "classifier", "lm_head", "fc"})  # fc: torchvision's classifier
 
 
-def zeropower_via_newtonschulz(g: Tensor, coefficients: tuple[float, float, float], steps: int,
-                               eps: float) -> Tensor:
+def zeropower_via_newtonschulz(g: Tensor, coefficients: tuple[float, float, float], steps: int, eps: float) -> Tensor:
     """~U V^T of the 2-D matrix g = U S V^T, in bfloat16 (see the module docstring)."""
     a, b, c = coefficients
     x = g.to(torch.bfloat16, copy=True)  # a copy even for bf16 input: g may be the momentum buffer
@@ -86,6 +85,7 @@ def lr_scale(adjust_lr_fn: str | None, rows: int, cols: int) -> float:
 
 def _check(args: dict, where: str) -> None:
     """ValueError naming the first invalid hyperparameter among those present in `args`."""
+
     def bad(name: str, rule: str) -> None:
         raise ValueError(f"Muon: invalid {name}={args[name]!r} {where}: {rule}")
 
@@ -100,8 +100,9 @@ def _check(args: dict, where: str) -> None:
     for name in ("betas", "adamw_betas"):
         if name in args and not (len(args[name]) == 2 and all(number(b) and 0 <= b < 1 for b in args[name])):
             bad(name, "must be two numbers in [0, 1)")
-    if "ns_coefficients" in args and not (len(args["ns_coefficients"]) == 3
-                                          and all(number(x) for x in args["ns_coefficients"])):
+    if "ns_coefficients" in args and not (
+        len(args["ns_coefficients"]) == 3 and all(number(x) for x in args["ns_coefficients"])
+    ):
         bad("ns_coefficients", "must be three numbers (a, b, c)")
     if "ns_steps" in args and not (isinstance(args["ns_steps"], int) and 1 <= args["ns_steps"] < 100):
         bad("ns_steps", "must be an int in [1, 100)")
@@ -164,10 +165,20 @@ class Muon(Optimizer):
         adamw_eps: float = 1e-10,
         adamw_weight_decay: float = 0.01,
     ) -> None:
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                        ns_coefficients=tuple(ns_coefficients), eps=eps, ns_steps=ns_steps,
-                        adjust_lr_fn=adjust_lr_fn, adamw_lr=adamw_lr, adamw_betas=tuple(adamw_betas),
-                        adamw_eps=adamw_eps, adamw_weight_decay=adamw_weight_decay)
+        defaults = dict(
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=tuple(ns_coefficients),
+            eps=eps,
+            ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
+            adamw_lr=adamw_lr,
+            adamw_betas=tuple(adamw_betas),
+            adamw_eps=adamw_eps,
+            adamw_weight_decay=adamw_weight_decay,
+        )
         _check(defaults, "(argument)")
         if isinstance(params, Tensor):
             raise TypeError("Muon: params must be an iterable of tensors or dicts, not a tensor")
@@ -177,9 +188,12 @@ class Muon(Optimizer):
         groups = [_unpack(g) for g in groups]
         # The automatic choice needs every param in the order given (stem first, head last), so
         # it is made here, before Optimizer.__init__ adds the groups one by one.
-        matrices = [(p, name) for g in groups
-                    for p, name in zip(g["params"], g.get("param_names") or [None] * len(g["params"]))
-                    if p.ndim >= 2]
+        matrices = [
+            (p, name)
+            for g in groups
+            for p, name in zip(g["params"], g.get("param_names") or [None] * len(g["params"]))
+            if p.ndim >= 2
+        ]
         edges = set()
         for names, position in ((STEM_NAMES, 0), (HEAD_NAMES, -1)):
             named = [p for p, name in matrices if _named(name, names)]
@@ -214,7 +228,8 @@ class Muon(Optimizer):
                 raise ValueError(
                     f"Muon: use_muon=True {where} for {name or 'a parameter'} of shape {tuple(p.shape)}: "
                     "Muon orthogonalizes matrices (ndim >= 2); biases and norm weights need AdamW, "
-                    "so put them in a use_muon=False group or leave use_muon unset")
+                    "so put them in a use_muon=False group or leave use_muon unset"
+                )
             else:
                 flags.append(bool(explicit))
         sides = [s for s in (True, False) if s in flags] or [True if explicit is None else bool(explicit)]
@@ -244,8 +259,9 @@ class Muon(Optimizer):
         out: dict[str, list[str]] = {"muon": [], "adamw": []}
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
-                label = (group["param_names"][i] if "param_names" in group
-                         else f"param_groups[{gi}][{i}] {tuple(p.shape)}")
+                label = (
+                    group["param_names"][i] if "param_names" in group else f"param_groups[{gi}][{i}] {tuple(p.shape)}"
+                )
                 out["muon" if group["use_muon"] else "adamw"].append(label)
         return out
 
@@ -290,8 +306,9 @@ class Muon(Optimizer):
         # FSDP2 shards dim 0 across ranks, but NS needs the whole matrix: gather it, orthogonalize
         # it (every rank the same), and keep this rank's shard, cut the way the placement cuts.
         full = u.full_tensor() if sharded else u
-        o = zeropower_via_newtonschulz(full.reshape(full.shape[0], -1), group["ns_coefficients"],
-                                       group["ns_steps"], group["eps"])
+        o = zeropower_via_newtonschulz(
+            full.reshape(full.shape[0], -1), group["ns_coefficients"], group["ns_steps"], group["eps"]
+        )
         # bf16 -> param dtype is exact, so adding this equals torch's mixed-dtype add bit for bit.
         o = o.to(u.dtype).reshape(full.shape)
         if sharded:
@@ -308,7 +325,19 @@ class Muon(Optimizer):
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             states.append(state)
         beta1, beta2 = group["betas"]
-        adam_update(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
-                    [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                    weight_decay=group["weight_decay"], decoupled_weight_decay=True, amsgrad=False,
-                    maximize=False)
+        adam_update(
+            params,
+            grads,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [],
+            [s["step"] for s in states],
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=True,
+            amsgrad=False,
+            maximize=False,
+        )

@@ -42,14 +42,22 @@ def _layer_scale(name: str, layers: list[Layer], layer_decay: float) -> float:
     hits = [(len(p), i) for i, layer in enumerate(layers) for p in layer if _matches(name, p)]
     depth = max(hits)[1] if hits else None
     if depth is None:
-        raise ValueError(f"param_groups.layer_decay: parameter {name!r} is in none of the layers {layers}; "
-                         "list it in the network's lr_layers()")
+        raise ValueError(
+            f"param_groups.layer_decay: parameter {name!r} is in none of the layers {layers}; "
+            "list it in the network's lr_layers()"
+        )
     return layer_decay ** (len(layers) - 1 - depth)
 
 
-def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], lr: float, weight_decay: float,
-                 no_decay_bias_norm: bool = True, lr_scales: dict[str, float] | None = None,
-                 layer_decay: float | None = None, layers: list[Layer] | None = None) -> list[dict]:
+def param_groups(
+    named_params: Iterable[tuple[str, nn.Parameter]],
+    lr: float,
+    weight_decay: float,
+    no_decay_bias_norm: bool = True,
+    lr_scales: dict[str, float] | None = None,
+    layer_decay: float | None = None,
+    layers: list[Layer] | None = None,
+) -> list[dict]:
     lr_scales = dict(lr_scales or {})
     if layer_decay is not None and not 0 < layer_decay <= 1:
         raise ValueError(f"param_groups.layer_decay={layer_decay} must be in (0, 1] (e.g. 0.75), or null")
@@ -65,9 +73,15 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], lr: float, we
         if layer_decay is not None:
             scale *= _layer_scale(name, layers, layer_decay)
         decay = not (no_decay_bias_norm and p.ndim <= 1)
-        group = groups.setdefault((scale, decay), {
-            "params": [], "param_names": [], "lr": lr * scale, "weight_decay": weight_decay if decay else 0.0,
-        })
+        group = groups.setdefault(
+            (scale, decay),
+            {
+                "params": [],
+                "param_names": [],
+                "lr": lr * scale,
+                "weight_decay": weight_decay if decay else 0.0,
+            },
+        )
         group["params"].append(p)
         group["param_names"].append(name)
     if not groups:
@@ -75,14 +89,19 @@ def param_groups(named_params: Iterable[tuple[str, nn.Parameter]], lr: float, we
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                    no_decay_bias_norm: bool = True, lr_scales: dict[str, float] | None = None,
-                    layer_decay: float | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    optimizer: Callable[..., torch.optim.Optimizer],
+    no_decay_bias_norm: bool = True,
+    lr_scales: dict[str, float] | None = None,
+    layer_decay: float | None = None,
+) -> torch.optim.Optimizer:
     """`optimizer` is a partial of an optimizer class with its hyperparameters (from conf/optimizer)."""
     defaults = getattr(optimizer, "keywords", {})
     lr = defaults.get("lr", 1e-3)
     weight_decay = defaults.get("weight_decay", 0.0)
     layers = layer_prefixes(model) if layer_decay is not None else None
-    groups = param_groups(model.named_parameters(), lr, weight_decay, no_decay_bias_norm, lr_scales,
-                          layer_decay, layers)
+    groups = param_groups(
+        model.named_parameters(), lr, weight_decay, no_decay_bias_norm, lr_scales, layer_decay, layers
+    )
     return optimizer(groups)

@@ -23,8 +23,15 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import (by_device_and_dtype, cache_blocks, effective_grads, new_step, params_with_grad,
-                                   plain, run_compiled)
+from optlab.optim._foreach import (
+    by_device_and_dtype,
+    cache_blocks,
+    effective_grads,
+    new_step,
+    params_with_grad,
+    plain,
+    run_compiled,
+)
 
 
 def rmsprop_update(
@@ -46,11 +53,11 @@ def rmsprop_update(
     """One RMSprop step, in place (block by block on CPU, see `optlab.optim._foreach.cache_blocks`).
     `grad_avgs` is empty unless centered, `momentum_buffers` empty unless momentum > 0.
     Increments `steps` (kept for torch compatibility, unused)."""
-    for p, g, v, a, b, t in by_device_and_dtype(
+    for device_p, device_g, device_v, device_a, device_b, t in by_device_and_dtype(
         params, grads, square_avgs, grad_avgs, momentum_buffers, steps
     ):
         torch._foreach_add_(t, 1.0)
-        for p, g, v, a, b in cache_blocks(p, g, v, a, b):
+        for p, g, v, a, b in cache_blocks(device_p, device_g, device_v, device_a, device_b):
             g = effective_grads(g, p, maximize, weight_decay)
 
             torch._foreach_mul_(v, alpha)
@@ -71,8 +78,19 @@ def rmsprop_update(
                 torch._foreach_addcdiv_(p, g, denom, -lr)
 
 
-def rmsprop_kernel(p: Tensor, g: Tensor, v: Tensor, a: Tensor | None, b: Tensor | None, h: Tensor, *,
-                   centered: bool, momentum: bool, weight_decay: bool, maximize: bool) -> None:
+def rmsprop_kernel(
+    p: Tensor,
+    g: Tensor,
+    v: Tensor,
+    a: Tensor | None,
+    b: Tensor | None,
+    h: Tensor,
+    *,
+    centered: bool,
+    momentum: bool,
+    weight_decay: bool,
+    maximize: bool,
+) -> None:
     """`rmsprop_update` for one param (step counter aside), for the compiled path;
     h = (lr, alpha, 1 - alpha, eps, weight_decay, momentum)."""
     if maximize:
@@ -161,21 +179,28 @@ class RMSprop(Optimizer):
                     state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 # Checked separately so a group may switch momentum/centered on mid-training.
                 if momentum > 0 and "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(
-                        p, memory_format=torch.preserve_format
-                    )
+                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 if centered and "grad_avg" not in state:
                     state["grad_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             states = [self.state[p] for p in params]
             if self.compiled and plain(params):
                 torch._foreach_add_([s["step"] for s in states], 1.0)
                 alpha = group["alpha"]
-                run_compiled(rmsprop_kernel, [params, grads, [s["square_avg"] for s in states],
-                                              [s.get("grad_avg") for s in states],
-                                              [s.get("momentum_buffer") for s in states]],
-                             [[group["lr"], alpha, 1 - alpha, group["eps"], group["weight_decay"], momentum]],
-                             centered=centered, momentum=momentum > 0,
-                             weight_decay=group["weight_decay"] != 0, maximize=group["maximize"])
+                run_compiled(
+                    rmsprop_kernel,
+                    [
+                        params,
+                        grads,
+                        [s["square_avg"] for s in states],
+                        [s.get("grad_avg") for s in states],
+                        [s.get("momentum_buffer") for s in states],
+                    ],
+                    [[group["lr"], alpha, 1 - alpha, group["eps"], group["weight_decay"], momentum]],
+                    centered=centered,
+                    momentum=momentum > 0,
+                    weight_decay=group["weight_decay"] != 0,
+                    maximize=group["maximize"],
+                )
             else:
                 rmsprop_update(
                     params,

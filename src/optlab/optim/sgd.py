@@ -41,15 +41,13 @@ def sgd_update(
     created buffers."""
     if not params:
         return
-    grouped = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, momentum_buffers], with_indices=True
-    )
-    for (p, g, bufs), indices in grouped.values():
+    grouped = Optimizer._group_tensors_by_device_and_dtype([params, grads, momentum_buffers], with_indices=True)
+    for (device_p, device_g, device_bufs), indices in grouped.values():
         # A param's first step: its buffer will start as the gradient itself, not (1-dampening)*g.
-        first = [b is None for b in bufs]
-        for i in [i for i, is_first in enumerate(first) if is_first]:
-            bufs[i] = momentum_buffers[indices[i]] = torch.empty_like(g[i])
-        for p, g, bufs, first in cache_blocks(p, g, bufs, first):
+        firsts = [b is None for b in device_bufs]
+        for i in [i for i, is_first in enumerate(firsts) if is_first]:
+            device_bufs[i] = momentum_buffers[indices[i]] = torch.empty_like(device_g[i])
+        for p, g, bufs, first in cache_blocks(device_p, device_g, device_bufs, firsts):
             g = effective_grads(g, p, maximize, weight_decay)
 
             if momentum != 0:
@@ -65,8 +63,17 @@ def sgd_update(
             torch._foreach_add_(p, g, alpha=-lr)
 
 
-def sgd_kernel(p: Tensor, g: Tensor, buf: Tensor | None, h: Tensor, *, momentum: bool,
-               nesterov: bool, weight_decay: bool, maximize: bool) -> None:
+def sgd_kernel(
+    p: Tensor,
+    g: Tensor,
+    buf: Tensor | None,
+    h: Tensor,
+    *,
+    momentum: bool,
+    nesterov: bool,
+    weight_decay: bool,
+    maximize: bool,
+) -> None:
     """`sgd_update` for one param, for the compiled path; h = (lr, momentum, 1 - dampening,
     weight_decay). Needs the momentum buffer to exist (the first step runs `sgd_update`)."""
     if maximize:
@@ -143,9 +150,15 @@ class SGD(Optimizer):
             # The compiled kernel needs the buffers: a param's first step goes through sgd_update.
             if self.compiled and all(b is not None for b in bufs) and plain(params):
                 hyper = [group["lr"], group["momentum"], 1 - group["dampening"], group["weight_decay"]]
-                run_compiled(sgd_kernel, [params, grads, bufs or [None] * len(params)], [hyper],
-                             momentum=use_buffers, nesterov=group["nesterov"],
-                             weight_decay=group["weight_decay"] != 0, maximize=group["maximize"])
+                run_compiled(
+                    sgd_kernel,
+                    [params, grads, bufs or [None] * len(params)],
+                    [hyper],
+                    momentum=use_buffers,
+                    nesterov=group["nesterov"],
+                    weight_decay=group["weight_decay"] != 0,
+                    maximize=group["maximize"],
+                )
             else:
                 sgd_update(
                     params,

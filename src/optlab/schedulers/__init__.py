@@ -14,8 +14,13 @@ def _warmup_steps(total_steps: int, warmup_fraction: float) -> int:
     return int(round(total_steps * warmup_fraction))
 
 
-def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05,
-                  warmup_start_factor: float = 0.1, min_lr_ratio: float = 0.0) -> LRScheduler:
+def warmup_cosine(
+    optimizer: Optimizer,
+    total_steps: int,
+    warmup_fraction: float = 0.05,
+    warmup_start_factor: float = 0.1,
+    min_lr_ratio: float = 0.0,
+) -> LRScheduler:
     warmup = _warmup_steps(total_steps, warmup_fraction)
 
     def factor(step: int) -> float:
@@ -27,8 +32,9 @@ def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup_fraction: float
     return LambdaLR(optimizer, factor)
 
 
-def warmup_linear(optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05,
-                  end_factor: float = 0.0) -> LRScheduler:
+def warmup_linear(
+    optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.05, end_factor: float = 0.0
+) -> LRScheduler:
     warmup = _warmup_steps(total_steps, warmup_fraction)
 
     def factor(step: int) -> float:
@@ -40,11 +46,17 @@ def warmup_linear(optimizer: Optimizer, total_steps: int, warmup_fraction: float
     return LambdaLR(optimizer, factor)
 
 
-def one_cycle(optimizer: Optimizer, total_steps: int, max_lr_factor: float = 1.0, pct_start: float = 0.3,
-              anneal_strategy: str = "cos") -> LRScheduler:
+def one_cycle(
+    optimizer: Optimizer,
+    total_steps: int,
+    max_lr_factor: float = 1.0,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+) -> LRScheduler:
     max_lr = [g["lr"] * max_lr_factor for g in optimizer.param_groups]
-    return OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(1, total_steps), pct_start=pct_start,
-                      anneal_strategy=anneal_strategy)
+    return OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=max(1, total_steps), pct_start=pct_start, anneal_strategy=anneal_strategy
+    )
 
 
 def step_decay(optimizer: Optimizer, total_steps: int, milestones=(0.5, 0.75), gamma: float = 0.1) -> LRScheduler:

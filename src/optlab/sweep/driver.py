@@ -57,16 +57,25 @@ class Settings:
     rerun_seeds: list[int]
     study_dir: Path
     training_overrides: list[str] = field(default_factory=list)  # from the command line
-    trial_overrides: list[str] = field(default_factory=list)     # sweep.trial_overrides
+    trial_overrides: list[str] = field(default_factory=list)  # sweep.trial_overrides
     worker: str = ""
 
     def job(self, overrides: list[str], run_dir: Path, wandb_name: str, **callback) -> launch.Job:
-        return trial_job(overrides, run_dir, self.metric, wandb_group=self.study_name, wandb_name=wandb_name,
-                         threads=self.threads, inline=self.process == "inline", **callback)
+        return trial_job(
+            overrides,
+            run_dir,
+            self.metric,
+            wandb_group=self.study_name,
+            wandb_name=wandb_name,
+            threads=self.threads,
+            inline=self.process == "inline",
+            **callback,
+        )
 
     def launch(self, job: launch.Job, **kwargs) -> dict:
-        return launch.run(job, self.process, self.timeout, jobs_per_process=self.trials_per_process,
-                          submitit=self.submitit, **kwargs)
+        return launch.run(
+            job, self.process, self.timeout, jobs_per_process=self.trials_per_process, submitit=self.submitit, **kwargs
+        )
 
 
 def compose(overrides: list[str]):
@@ -86,13 +95,15 @@ def training_keys() -> frozenset[str]:
 
 # -- settings and up-front checks (nothing here touches the storage) ------------------------------
 
+
 def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _positive(name: str, value, allow_none: bool = False, integer: bool = False):
-    ok = (allow_none and value is None) or ((_int(value) if integer else isinstance(value, (int, float))
-                                             and not isinstance(value, bool)) and value > 0)
+    ok = (allow_none and value is None) or (
+        (_int(value) if integer else isinstance(value, (int, float)) and not isinstance(value, bool)) and value > 0
+    )
     if not ok:
         must = "a positive integer" if integer else "a number > 0"
         raise ConfigError(f"{name}={value!r} is invalid: it must be {must}{' or null' if allow_none else ''}")
@@ -137,8 +148,10 @@ def settings(cfg: DictConfig, overrides: list[str], search_path: list[str] = ())
     interval = _positive("sweep.heartbeat.interval", hb.get("interval", 10))
     grace = _positive("sweep.heartbeat.grace", hb.get("grace", 60))
     if grace <= interval:
-        raise ConfigError(f"sweep.heartbeat.grace={grace} must be larger than sweep.heartbeat.interval={interval} "
-                          "(a few intervals: a live worker must never look lost)")
+        raise ConfigError(
+            f"sweep.heartbeat.grace={grace} must be larger than sweep.heartbeat.interval={interval} "
+            "(a few intervals: a live worker must never look lost)"
+        )
     max_retry = hb.get("max_retry", 1)
     if not _int(max_retry) or max_retry < 0:
         raise ConfigError(f"sweep.heartbeat.max_retry={max_retry!r} is invalid: it must be an integer >= 0")
@@ -153,19 +166,31 @@ def settings(cfg: DictConfig, overrides: list[str], search_path: list[str] = ())
     base_seed = cfg.get("seed") if _int(cfg.get("seed")) else 0
     space = SearchSpace.from_config(node.get("space"))
     return Settings(
-        study_name=study_name, storage=storage, n_trials=n_trials, metric=metric, direction=direction, space=space,
+        study_name=study_name,
+        storage=storage,
+        n_trials=n_trials,
+        metric=metric,
+        direction=direction,
+        space=space,
         sampler=OmegaConf.to_container(node.sampler, resolve=True) if node.get("sampler") else {},
         pruner=OmegaConf.to_container(node.pruner, resolve=True) if node.get("pruner") else {},
         process=process,
-        trials_per_process=_positive("sweep.trials_per_process", node.get("trials_per_process"), allow_none=True,
-                                     integer=True),
+        trials_per_process=_positive(
+            "sweep.trials_per_process", node.get("trials_per_process"), allow_none=True, integer=True
+        ),
         submitit=OmegaConf.to_container(node.submitit, resolve=True) if node.get("submitit") else {},
         threads=_positive("sweep.threads", node.get("threads"), allow_none=True, integer=True),
         timeout=_positive("sweep.timeout", node.get("timeout"), allow_none=True),
-        heartbeat_interval=interval, grace=grace, max_retry=max_retry,
+        heartbeat_interval=interval,
+        grace=grace,
+        max_retry=max_retry,
         check_every_n_steps=_positive("sweep.check_every_n_steps", node.get("check_every_n_steps", 10), integer=True),
-        report=report, top_k=top_k, rerun_seeds=[base_seed + i + 1 for i in range(n_seeds)],
-        study_dir=Path(str(node.get("dir"))), training_overrides=training, trial_overrides=trial_overrides,
+        report=report,
+        top_k=top_k,
+        rerun_seeds=[base_seed + i + 1 for i in range(n_seeds)],
+        study_dir=Path(str(node.get("dir"))),
+        training_overrides=training,
+        trial_overrides=trial_overrides,
         worker=f"{socket.gethostname()}:{os.getpid()}:{os.environ.get('OPTLAB_WORKER', '')}".rstrip(":"),
     )
 
@@ -193,8 +218,10 @@ def check_training(s: Settings) -> None:
     if s.process == "auto":
         s.process = "subprocess" if multi_process else "pool"
     elif multi_process and s.process != "subprocess":
-        raise ConfigError(f"trials start several processes (strategy/trainer.devices); sweep.process={s.process} "
-                          "cannot run them: use sweep.process=subprocess (or auto)")
+        raise ConfigError(
+            f"trials start several processes (strategy/trainer.devices); sweep.process={s.process} "
+            "cannot run them: use sweep.process=subprocess (or auto)"
+        )
     if s.process == "submitit":
         check_submitit(s.submitit)
     studies.make_sampler(s.sampler, s.space)
@@ -208,7 +235,7 @@ def check_submitit(parameters: dict) -> None:
     try:
         import submitit
     except ImportError:
-        raise ConfigError("sweep.process=submitit needs submitit: pip install -e \".[cluster]\"") from None
+        raise ConfigError('sweep.process=submitit needs submitit: pip install -e ".[cluster]"') from None
     params = dict(parameters)
     with tempfile.TemporaryDirectory() as folder:
         try:
@@ -218,6 +245,7 @@ def check_submitit(parameters: dict) -> None:
 
 
 # -- the study ------------------------------------------------------------------------------------
+
 
 def fingerprint(s: Settings) -> dict:
     return {"training_overrides": s.training_overrides, "trial_overrides": s.trial_overrides, "metric": s.metric}
@@ -232,20 +260,32 @@ def open_study(s: Settings, create: bool = True):
         try:
             return optuna.load_study(study_name=s.study_name, storage=storage, sampler=sampler, pruner=pruner)
         except KeyError:
-            raise ConfigError(f"no study named {s.study_name} in {s.storage}; run the sweep first "
-                              "(or pass its study_name=... and storage=...)") from None
-    study = optuna.create_study(study_name=s.study_name, storage=storage, sampler=sampler, pruner=pruner,
-                                direction=s.direction, load_if_exists=True)
+            raise ConfigError(
+                f"no study named {s.study_name} in {s.storage}; run the sweep first "
+                "(or pass its study_name=... and storage=...)"
+            ) from None
+    study = optuna.create_study(
+        study_name=s.study_name,
+        storage=storage,
+        sampler=sampler,
+        pruner=pruner,
+        direction=s.direction,
+        load_if_exists=True,
+    )
     if study.direction.name.lower() != s.direction:
-        raise ConfigError(f"study {s.study_name} was created with direction={study.direction.name.lower()}; "
-                          f"this command asks for {s.direction}: use another study_name=...")
+        raise ConfigError(
+            f"study {s.study_name} was created with direction={study.direction.name.lower()}; "
+            f"this command asks for {s.direction}: use another study_name=..."
+        )
     mine, stored = fingerprint(s), study.user_attrs.get(FINGERPRINT)
     if stored is None:
         study.set_user_attr(FINGERPRINT, mine)
     elif stored != mine:
         diff = ", ".join(f"{k}: {stored.get(k)} -> {mine[k]}" for k in mine if stored.get(k) != mine[k])
-        raise ConfigError(f"study {s.study_name} in {s.storage} was run with other training settings ({diff}); "
-                          "repeat its command to resume it, or start a new study with study_name=<new name>")
+        raise ConfigError(
+            f"study {s.study_name} in {s.storage} was run with other training settings ({diff}); "
+            "repeat its command to resume it, or start a new study with study_name=<new name>"
+        )
     return study
 
 
@@ -261,6 +301,7 @@ def _trial_dir(s: Settings, number: int) -> Path:
 def _fmt_params(values: dict) -> str:
     def one(v):
         return f"{v:.4g}" if isinstance(v, float) else str(v)
+
     return " ".join(f"{k}={one(v)}" for k, v in values.items())
 
 
@@ -274,12 +315,24 @@ def run_trial(study, trial, s: Settings) -> None:
     values = s.space.sample(trial)
     overrides = s.space.overrides(values)
     command = ["python", "train.py", *s.training_overrides, *s.trial_overrides, *overrides]
-    for key, value in {"worker": s.worker, "run_dir": str(run_dir), "overrides": overrides,
-                       "command": " ".join(command)}.items():
+    for key, value in {
+        "worker": s.worker,
+        "run_dir": str(run_dir),
+        "overrides": overrides,
+        "command": " ".join(command),
+    }.items():
         trial.set_user_attr(key, value)
-    job = s.job([*s.training_overrides, *s.trial_overrides, *overrides], run_dir, f"{s.study_name}-{run_dir.name}",
-                storage=s.storage, study_name=s.study_name, trial_id=trial._trial_id, pruner=s.pruner,
-                check_every_n_steps=s.check_every_n_steps, worker_pid=os.getpid())
+    job = s.job(
+        [*s.training_overrides, *s.trial_overrides, *overrides],
+        run_dir,
+        f"{s.study_name}-{run_dir.name}",
+        storage=s.storage,
+        study_name=s.study_name,
+        trial_id=trial._trial_id,
+        pruner=s.pruner,
+        check_every_n_steps=s.check_every_n_steps,
+        worker_pid=os.getpid(),
+    )
     outcome = s.launch(job, while_running=lambda: studies.Heartbeat(storage, trial._trial_id, s.heartbeat_interval))
     frozen = storage.get_trial(trial._trial_id)
     metrics = outcome.get("metrics") or {}
@@ -301,13 +354,20 @@ def run_trial(study, trial, s: Settings) -> None:
         trial.set_user_attr("metrics", {k: v for k, v in metrics.items() if k.startswith(("val/", "train/", "test/"))})
         study.tell(trial, value, state=state) if state == TrialState.COMPLETE else study.tell(trial, state=state)
     except optuna.exceptions.UpdateFinishedTrialError:
-        log.warning("trial %d was declared lost by another worker while it ran (was this worker paused for "
-                    "more than sweep.heartbeat.grace=%s s?); its result is dropped", trial.number, s.grace)
+        log.warning(
+            "trial %d was declared lost by another worker while it ran (was this worker paused for "
+            "more than sweep.heartbeat.grace=%s s?); its result is dropped",
+            trial.number,
+            s.grace,
+        )
         return
     epochs = frozen.user_attrs.get(EPOCHS)  # written by the trial's callback before it ended
     shown = f"{s.metric}={value:.4f}" if value is not None else (reason or "")
-    print(f"[trial {trial.number}] {state.name} {shown} | {_fmt_params(values)} | "
-          f"{epochs if epochs is not None else '?'} epochs, {outcome.get('wall_s', 0):.1f} s | {run_dir}", flush=True)
+    print(
+        f"[trial {trial.number}] {state.name} {shown} | {_fmt_params(values)} | "
+        f"{epochs if epochs is not None else '?'} epochs, {outcome.get('wall_s', 0):.1f} s | {run_dir}",
+        flush=True,
+    )
     if stop:
         raise ConfigError(reason)
 
@@ -347,9 +407,11 @@ def work(study, s: Settings) -> int:
                 if not others:
                     return ran
                 if not waiting_said:
-                    print(f"[sweep] {s.n_trials} trials reached; waiting for trial(s) "
-                          f"{', '.join(str(t.number) for t in others)} of other workers to finish or be declared lost",
-                          flush=True)
+                    print(
+                        f"[sweep] {s.n_trials} trials reached; waiting for trial(s) "
+                        f"{', '.join(str(t.number) for t in others)} of other workers to finish or be declared lost",
+                        flush=True,
+                    )
                     waiting_said = True
                 time.sleep(min(s.heartbeat_interval, 5))
                 continue
@@ -383,7 +445,9 @@ def summary_line(study, s: Settings) -> str:
     trials = study.get_trials(deepcopy=False)
     states = Counter(studies.state_name(t) for t in trials)
     parts = ", ".join(f"{n} {k.lower()}" for k, n in sorted(states.items()))
-    return f"[sweep] study {s.study_name}: {studies.n_counted(study)}/{s.n_trials} trials ({parts}); storage {s.storage}"
+    return (
+        f"[sweep] study {s.study_name}: {studies.n_counted(study)}/{s.n_trials} trials ({parts}); storage {s.storage}"
+    )
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -422,8 +486,11 @@ def _sweep(s: Settings) -> float | None:
         return _best(study)
     check_training(s)
     study = open_study(s)
-    print(f"[sweep] study {s.study_name} ({s.direction} {s.metric}), {s.n_trials} trials in all, storage {s.storage}, "
-          f"trials in {s.study_dir}/ (sweep.process={s.process})", flush=True)
+    print(
+        f"[sweep] study {s.study_name} ({s.direction} {s.metric}), {s.n_trials} trials in all, storage {s.storage}, "
+        f"trials in {s.study_dir}/ (sweep.process={s.process})",
+        flush=True,
+    )
     ran = work(study, s)
     print(summary_line(study, s), flush=True)
     if s.report is True:
@@ -431,8 +498,11 @@ def _sweep(s: Settings) -> float | None:
         if ran == 0 or last is None or last == s.worker:
             write_report(study, s)
         else:
-            print(f"[sweep] the report is written by worker {last}, which finished the last trial "
-                  f"(or run this command with report=only)", flush=True)
+            print(
+                f"[sweep] the report is written by worker {last}, which finished the last trial "
+                f"(or run this command with report=only)",
+                flush=True,
+            )
     return _best(study)
 
 

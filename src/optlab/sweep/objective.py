@@ -17,14 +17,26 @@ from optlab.launch import Job
 LOG_FILE = "trial.log"
 
 
-def trial_job(overrides: list[str], run_dir: Path, monitor: str, wandb_group: str | None = None,
-              wandb_name: str | None = None, threads: int | None = None, inline: bool = False, **callback) -> Job:
+def trial_job(
+    overrides: list[str],
+    run_dir: Path,
+    monitor: str,
+    wandb_group: str | None = None,
+    wandb_name: str | None = None,
+    threads: int | None = None,
+    inline: bool = False,
+    **callback,
+) -> Job:
     """The job of one trial (or re-run). `callback`: storage, study_name, trial_id, pruner,
     check_every_n_steps, worker_pid of OptunaTrialCallback; none for a re-run (no study to report to)."""
-    return Job(overrides=list(overrides), run_dir=str(run_dir), threads=threads,
-               log_file=None if inline else str(Path(run_dir) / LOG_FILE),
-               configure=f"{__name__}.configure_trial",
-               options={"wandb_group": wandb_group, "wandb_name": wandb_name, "monitor": monitor, **callback})
+    return Job(
+        overrides=list(overrides),
+        run_dir=str(run_dir),
+        threads=threads,
+        log_file=None if inline else str(Path(run_dir) / LOG_FILE),
+        configure=f"{__name__}.configure_trial",
+        options={"wandb_group": wandb_group, "wandb_name": wandb_name, "monitor": monitor, **callback},
+    )
 
 
 def configure_trial(cfg, wandb_group=None, wandb_name=None, monitor="val/acc_best", trial_id=None, **callback) -> None:
@@ -35,5 +47,9 @@ def configure_trial(cfg, wandb_group=None, wandb_name=None, monitor="val/acc_bes
         if trial_id is not None:
             if cfg.get("callbacks") is None:
                 cfg.callbacks = {}
-            cfg.callbacks.optuna_trial = {"_target_": "optlab.sweep.pruning.OptunaTrialCallback",
-                                          "trial_id": trial_id, "monitor": monitor, **callback}
+            cfg.callbacks.optuna_trial = {
+                "_target_": "optlab.sweep.pruning.OptunaTrialCallback",
+                "trial_id": trial_id,
+                "monitor": monitor,
+                **callback,
+            }

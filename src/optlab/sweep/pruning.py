@@ -28,8 +28,16 @@ EPOCHS = "epochs"
 
 
 class OptunaTrialCallback(Callback):
-    def __init__(self, storage: str, study_name: str, trial_id: int, monitor: str, pruner=None,
-                 check_every_n_steps: int = 10, worker_pid: int | None = None):
+    def __init__(
+        self,
+        storage: str,
+        study_name: str,
+        trial_id: int,
+        monitor: str,
+        pruner=None,
+        check_every_n_steps: int = 10,
+        worker_pid: int | None = None,
+    ):
         self.storage_url, self.study_name, self.trial_id = storage, study_name, int(trial_id)
         self.monitor, self.pruner_cfg = monitor, pruner
         self.check_every_n_steps = max(int(check_every_n_steps), 1)
@@ -48,8 +56,12 @@ class OptunaTrialCallback(Callback):
             pruner = self.pruner_cfg
             if pruner is not None and not isinstance(pruner, optuna.pruners.BasePruner):
                 pruner = instantiate(pruner)
-            study = optuna.load_study(study_name=self.study_name, storage=make_storage(self.storage_url, existing=True),
-                                      pruner=pruner, sampler=optuna.samplers.RandomSampler())
+            study = optuna.load_study(
+                study_name=self.study_name,
+                storage=make_storage(self.storage_url, existing=True),
+                pruner=pruner,
+                sampler=optuna.samplers.RandomSampler(),
+            )
             self._trial = optuna.trial.Trial(study, self.trial_id)
         return self._trial
 

@@ -67,9 +67,11 @@ def rerun(study, s, trial, seed: int) -> dict:
     if outcome["status"] != "ok":
         result["error"] = outcome.get("reason", outcome["status"])
     study.set_user_attr(key, result)
-    print(f"[report] re-run of trial {trial.number} with seed={seed}: "
-          f"{s.metric}={_value(result.get(s.metric))} test/acc={_value(result.get('test/acc'))} | {run_dir}",
-          flush=True)
+    print(
+        f"[report] re-run of trial {trial.number} with seed={seed}: "
+        f"{s.metric}={_value(result.get(s.metric))} test/acc={_value(result.get('test/acc'))} | {run_dir}",
+        flush=True,
+    )
     return result
 
 
@@ -80,11 +82,26 @@ def write_csv(study, path: Path, metric: str) -> None:
         w = csv.writer(f)
         w.writerow(["number", "state", metric, *names, "epochs", "wall_s", "reason", "run_dir"])
         for t in trials:
-            reason = next((t.user_attrs[k] for k in ("prune_reason", studies.FAIL_REASON, studies.LOST_REASON)
-                           if k in t.user_attrs), "")
-            w.writerow([t.number, studies.state_name(t), "" if t.value is None else t.value,
-                        *(t.params.get(n, "") for n in names), t.user_attrs.get(EPOCHS, ""), t.user_attrs.get("wall_s", ""), reason,
-                        t.user_attrs.get("run_dir", "")])
+            reason = next(
+                (
+                    t.user_attrs[k]
+                    for k in ("prune_reason", studies.FAIL_REASON, studies.LOST_REASON)
+                    if k in t.user_attrs
+                ),
+                "",
+            )
+            w.writerow(
+                [
+                    t.number,
+                    studies.state_name(t),
+                    "" if t.value is None else t.value,
+                    *(t.params.get(n, "") for n in names),
+                    t.user_attrs.get(EPOCHS, ""),
+                    t.user_attrs.get("wall_s", ""),
+                    reason,
+                    t.user_attrs.get("run_dir", ""),
+                ]
+            )
 
 
 def _figures(study, out: Path) -> tuple[dict, dict]:
@@ -115,19 +132,24 @@ def _figures(study, out: Path) -> tuple[dict, dict]:
     return figures, skipped
 
 
-def _html(study, s, table_md_rows: list[list[str]], headers: list[str], figures: dict, skipped: dict,
-          summary: str) -> str:
+def _html(
+    study, s, table_md_rows: list[list[str]], headers: list[str], figures: dict, skipped: dict, summary: str
+) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_md_rows)
-    parts = [f"<h2>{html.escape(t)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=False)
-             for t, fig in figures.items()]
+    parts = [
+        f"<h2>{html.escape(t)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=False)
+        for t, fig in figures.items()
+    ]
     parts += [f"<p><b>{html.escape(t)}</b>: not drawn ({html.escape(why)})</p>" for t, why in skipped.items()]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {html.escape(s.study_name)}</title>"
-            "<script src='plotly.min.js'></script>"
-            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
-            f"<h1>sweep {html.escape(s.study_name)}</h1><p>{html.escape(summary)}</p>"
-            f"<table><tr>{head}</tr>{body}</table>{''.join(parts)}</body></html>")
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>sweep {html.escape(s.study_name)}</title>"
+        "<script src='plotly.min.js'></script>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
+        f"<h1>sweep {html.escape(s.study_name)}</h1><p>{html.escape(summary)}</p>"
+        f"<table><tr>{head}</tr>{body}</table>{''.join(parts)}</body></html>"
+    )
 
 
 def write_report(study, s) -> Path:
@@ -137,7 +159,7 @@ def write_report(study, s) -> Path:
     out = s.study_dir
     out.mkdir(parents=True, exist_ok=True)
     top = top_trials(study, max(s.top_k, 5))
-    reruns = {t.number: [rerun(study, s, t, seed) for seed in s.rerun_seeds] for t in top[:s.top_k]}
+    reruns = {t.number: [rerun(study, s, t, seed) for seed in s.rerun_seeds] for t in top[: s.top_k]}
     names = sorted({p for t in top for p in t.params})
     headers = ["rank", "trial", f"{s.metric} (search)", f"{s.metric} re-runs", "test/acc re-runs", "epochs", *names]
     rows = []
@@ -145,18 +167,35 @@ def write_report(study, s) -> Path:
         runs = reruns.get(t.number, [])
         val = [r[s.metric] for r in runs if isinstance(r.get(s.metric), float) and math.isfinite(r[s.metric])]
         test = [r["test/acc"] for r in runs if isinstance(r.get("test/acc"), float)]
-        rows.append([str(rank), str(t.number), f"{t.value:.4f}", _mean_std(val) if t.number in reruns else "",
-                     _mean_std(test) if t.number in reruns else "", _value(t.user_attrs.get(EPOCHS)),
-                     *(_value(t.params.get(n)) for n in names)])
+        rows.append(
+            [
+                str(rank),
+                str(t.number),
+                f"{t.value:.4f}",
+                _mean_std(val) if t.number in reruns else "",
+                _mean_std(test) if t.number in reruns else "",
+                _value(t.user_attrs.get(EPOCHS)),
+                *(_value(t.params.get(n)) for n in names),
+            ]
+        )
     trials = study.get_trials(deepcopy=False)
     epochs = sum(t.user_attrs.get(EPOCHS) or 0 for t in trials)
     states = Counter(studies.state_name(t) for t in trials)
-    summary = (f"{len(trials)} trials ({', '.join(f'{n} {k.lower()}' for k, n in sorted(states.items()))}), "
-               f"{epochs} training epochs in all; {s.direction} {s.metric}; re-runs: seeds {s.rerun_seeds}, "
-               f"full budget, no pruning")
+    summary = (
+        f"{len(trials)} trials ({', '.join(f'{n} {k.lower()}' for k, n in sorted(states.items()))}), "
+        f"{epochs} training epochs in all; {s.direction} {s.metric}; re-runs: seeds {s.rerun_seeds}, "
+        f"full budget, no pruning"
+    )
     write_csv(study, out / "trials.csv", s.metric)
-    md = [f"# Sweep {s.study_name}", "", summary, "", "| " + " | ".join(headers) + " |",
-          "|" + "---|" * len(headers), *("| " + " | ".join(r) + " |" for r in rows)]
+    md = [
+        f"# Sweep {s.study_name}",
+        "",
+        summary,
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "---|" * len(headers),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
     figures, skipped = _figures(study, out)
     if figures:
         import plotly.offline
@@ -166,8 +205,9 @@ def write_report(study, s) -> Path:
     (out / "report.md").write_text("\n".join(md) + "\n")
     (out / "report.html").write_text(_html(study, s, rows, headers, figures, skipped, summary))
 
-    table = Table(title=f"sweep {s.study_name}: top trials", title_justify="left", caption=summary,
-                  caption_justify="left")
+    table = Table(
+        title=f"sweep {s.study_name}: top trials", title_justify="left", caption=summary, caption_justify="left"
+    )
     for h in headers:
         table.add_column(h, justify="left" if h in ("rank", "trial") else "right")
     for r in rows:

@@ -83,8 +83,9 @@ def _number(v) -> bool:
 def parse_param(name: str, spec, earlier: dict[str, Param]) -> Param:
     spec = _plain(spec)
     if not isinstance(spec, dict):
-        raise _bad(name, f"expected a mapping such as {{low: 1e-4, high: 1e-1, log: true}} or {{choices: [...]}}, "
-                         f"got {spec!r}")
+        raise _bad(
+            name, f"expected a mapping such as {{low: 1e-4, high: 1e-1, log: true}} or {{choices: [...]}}, got {spec!r}"
+        )
     unknown = sorted(set(spec) - KEYS)
     if unknown:
         raise _bad(name, f"unknown field(s) {', '.join(unknown)}; fields are: {', '.join(sorted(KEYS))}")
@@ -93,26 +94,37 @@ def parse_param(name: str, spec, earlier: dict[str, Param]) -> Param:
         both_int = all(isinstance(spec[k], int) and not isinstance(spec[k], bool) for k in ("low", "high"))
         kind = "int" if both_int and not isinstance(spec.get("step"), float) else "float"
     if kind not in TYPES:
-        raise _bad(name, f"type={kind!r}: give low and high (float/int) or choices (categorical), "
-                         f"or type: {' | '.join(TYPES)}")
+        raise _bad(
+            name, f"type={kind!r}: give low and high (float/int) or choices (categorical), or type: {' | '.join(TYPES)}"
+        )
     when = spec.get("when") or {}
     if not isinstance(when, dict):
         raise _bad(name, f"when must map earlier entries to values, e.g. {{weight_decay_on: true}}; got {when!r}")
     conditions = {}
     for other, wanted in when.items():
         if other not in earlier:
-            raise _bad(name, f"when refers to {other!r}, which is not an entry above it "
-                             f"(entries above: {', '.join(earlier) or 'none'})")
+            raise _bad(
+                name,
+                f"when refers to {other!r}, which is not an entry above it "
+                f"(entries above: {', '.join(earlier) or 'none'})",
+            )
         wanted = tuple(wanted) if isinstance(wanted, list) else (wanted,)
         if earlier[other].type == "categorical":
             missing = [w for w in wanted if w not in earlier[other].choices]
             if missing:
-                raise _bad(name, f"when {other} = {missing[0]!r}, but {other} only takes {list(earlier[other].choices)}")
+                raise _bad(
+                    name, f"when {other} = {missing[0]!r}, but {other} only takes {list(earlier[other].choices)}"
+                )
         conditions[other] = wanted
     if "otherwise" in spec and not conditions:
         raise _bad(name, "otherwise is only used together with when")
-    common = dict(name=name, type=kind, when=conditions, otherwise=spec.get("otherwise"),
-                  override=bool(spec.get("override", True)))
+    common = dict(
+        name=name,
+        type=kind,
+        when=conditions,
+        otherwise=spec.get("otherwise"),
+        override=bool(spec.get("override", True)),
+    )
     if kind == "categorical":
         choices = spec.get("choices")
         if not isinstance(choices, list) or not choices:
@@ -150,11 +162,13 @@ class SearchSpace:
     params: list[Param]
 
     @classmethod
-    def from_config(cls, space: DictConfig | dict | None) -> "SearchSpace":
+    def from_config(cls, space: DictConfig | dict | None) -> SearchSpace:
         space = _plain(space) or {}
         if not isinstance(space, dict) or not space:
-            raise ConfigError("sweep.space is empty: give at least one entry, e.g. "
-                              "`sweep.space: {optimizer.lr: {low: 1e-4, high: 1e-1, log: true}}`")
+            raise ConfigError(
+                "sweep.space is empty: give at least one entry, e.g. "
+                "`sweep.space: {optimizer.lr: {low: 1e-4, high: 1e-1, log: true}}`"
+            )
         earlier: dict[str, Param] = {}
         for name, spec in space.items():
             earlier[str(name)] = parse_param(str(name), spec, earlier)
@@ -179,16 +193,17 @@ class SearchSpace:
         """The grid sampler's search space; every float/int entry needs `grid: [...]` values."""
         missing = [p.name for p in self.params if not p.grid_values()]
         if missing:
-            raise ConfigError(f"sweep/sampler=grid needs the values of each float/int entry: add e.g. "
-                              f"`grid: [1e-3, 1e-2]` to sweep.space.{missing[0]}")
+            raise ConfigError(
+                f"sweep/sampler=grid needs the values of each float/int entry: add e.g. "
+                f"`grid: [1e-3, 1e-2]` to sweep.space.{missing[0]}"
+            )
         return {p.name: p.grid_values() for p in self.params}
 
     def boundary_overrides(self) -> list[list[str]]:
         """A few override lists that together use every boundary value of every entry."""
         values = [[(p.name, v) for v in p.boundary_values()] for p in self.params if p.override]
         rounds = max((len(v) for v in values), default=1)  # no entries: the config as given
-        return [[f"{name}={format_value(v)}" for name, v in (vs[i % len(vs)] for vs in values)]
-                for i in range(rounds)]
+        return [[f"{name}={format_value(v)}" for name, v in (vs[i % len(vs)] for vs in values)] for i in range(rounds)]
 
 
 def _looks_typed(text: str) -> bool:
@@ -213,7 +228,7 @@ def format_value(value) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, str):
-        safe = (value and all(c.isalnum() or c in "_-./:" for c in value) and not _looks_typed(value))
+        safe = value and all(c.isalnum() or c in "_-./:" for c in value) and not _looks_typed(value)
         return value if safe else "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(format_value(v) for v in value) + "]"

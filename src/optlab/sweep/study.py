@@ -36,27 +36,32 @@ RDB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle",
 
 # -- storage ----------------------------------------------------------------------------------
 
+
 def check_storage_url(url: str) -> None:
     if not isinstance(url, str) or not url:
-        raise ConfigError(f"storage={url!r} is invalid: use sqlite:///path.db, postgresql://user:pass@host/db, "
-                          "mysql://... or journal:path.log")
+        raise ConfigError(
+            f"storage={url!r} is invalid: use sqlite:///path.db, postgresql://user:pass@host/db, "
+            "mysql://... or journal:path.log"
+        )
     if url.startswith("journal:"):
         if not journal_path(url).name:
             raise ConfigError(f"storage={url} names no file: use journal:logs/sweeps/<study>.log")
         return
     scheme = re.match(r"^([a-z]+)(\+\w+)?://", url)
     if not scheme or scheme.group(1) not in RDB_SCHEMES:
-        raise ConfigError(f"storage={url} is not a storage URL: use sqlite:///path.db, "
-                          "postgresql://user:pass@host/db, mysql://... or journal:path.log")
+        raise ConfigError(
+            f"storage={url} is not a storage URL: use sqlite:///path.db, "
+            "postgresql://user:pass@host/db, mysql://... or journal:path.log"
+        )
 
 
 def journal_path(url: str) -> Path:
-    rest = url[len("journal:"):]
+    rest = url[len("journal:") :]
     return Path(rest[2:] if rest.startswith("//") else rest)
 
 
 def sqlite_path(url: str) -> Path | None:
-    return Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
 
 
 def storage_exists(url: str) -> bool:
@@ -77,15 +82,19 @@ def check_reachable(url: str) -> None:
     try:
         engine = sqlalchemy.create_engine(url)
     except ImportError as e:
-        raise ConfigError(f"storage={shown} needs the database driver {e.name or e}, which is not installed; for "
-                          "PostgreSQL: pip install -e '.[cluster]'") from None
+        raise ConfigError(
+            f"storage={shown} needs the database driver {e.name or e}, which is not installed; for "
+            "PostgreSQL: pip install -e '.[cluster]'"
+        ) from None
     try:
         with engine.connect():
             pass
     except sqlalchemy.exc.SQLAlchemyError as e:
         reason = " ".join(str(getattr(e, "orig", None) or e).split())[:300]
-        raise ConfigError(f"storage={shown} cannot be reached ({reason}); check host, port, user, password and "
-                          "database, and that the server is running") from None
+        raise ConfigError(
+            f"storage={shown} cannot be reached ({reason}); check host, port, user, password and "
+            "database, and that the server is running"
+        ) from None
     finally:
         engine.dispose()
 
@@ -117,8 +126,9 @@ def make_storage(url: str, existing: bool = False):
         engine_kwargs = {"connect_args": {"timeout": 120}}  # workers queue for sqlite's one writer lock
     for attempt in range(10):  # workers started together race to create the tables: the loser retries
         try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, skip_compatibility_check=existing,
-                                                 skip_table_creation=existing)
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, skip_compatibility_check=existing, skip_table_creation=existing
+            )
             break
         except Exception as e:  # sqlalchemy IntegrityError / OperationalError ("already exists")
             if attempt == 9 or type(e).__module__.split(".")[0] != "sqlalchemy":
@@ -130,6 +140,7 @@ def make_storage(url: str, existing: bool = False):
 
 
 # -- sampler, pruner ----------------------------------------------------------------------------
+
 
 def _call(node, what: str, **extra):
     """Instantiate a `_target_` node; `extra` arguments are passed only where the target takes them."""
@@ -170,6 +181,7 @@ def make_pruner(node):
 
 
 # -- heartbeats ----------------------------------------------------------------------------------
+
 
 class Heartbeat:
     """Writes the time into the trial every `interval` s while the trial runs (a daemon thread)."""
@@ -214,8 +226,11 @@ def fail_lost_trials(study, grace: float, max_retry: int) -> list[int]:
         if now - beat <= grace:
             continue
         try:
-            storage.set_trial_user_attr(t._trial_id, LOST_REASON, f"no heartbeat for {now - beat:.0f} s: its worker "
-                                        f"{t.user_attrs.get('worker', '?')} was killed or lost")
+            storage.set_trial_user_attr(
+                t._trial_id,
+                LOST_REASON,
+                f"no heartbeat for {now - beat:.0f} s: its worker {t.user_attrs.get('worker', '?')} was killed or lost",
+            )
             if not storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -223,18 +238,24 @@ def fail_lost_trials(study, grace: float, max_retry: int) -> list[int]:
         lost.append(t.number)
         root = t.user_attrs.get(RETRY_OF, t.number)
         retries = t.user_attrs.get("retries", 0) + 1
-        already = any(o.user_attrs.get(RETRY_OF) == root and o.user_attrs.get("retries") == retries
-                      for o in study.get_trials(deepcopy=False))
+        already = any(
+            o.user_attrs.get(RETRY_OF) == root and o.user_attrs.get("retries") == retries
+            for o in study.get_trials(deepcopy=False)
+        )
         if retries <= max_retry and not already:
             study.enqueue_trial(t.params, user_attrs={RETRY_OF: root, "retries": retries})
-            log.warning("trial %d was lost (%s); queued a retry with the same parameters", t.number,
-                        storage.get_trial(t._trial_id).user_attrs.get(LOST_REASON))
+            log.warning(
+                "trial %d was lost (%s); queued a retry with the same parameters",
+                t.number,
+                storage.get_trial(t._trial_id).user_attrs.get(LOST_REASON),
+            )
         else:
             log.warning("trial %d was lost; not retried (max_retry=%d)", t.number, max_retry)
     return lost
 
 
 # -- the cap --------------------------------------------------------------------------------------
+
 
 def counts(t) -> bool:
     """Does this trial use one of the n_trials? (lost trials and queued ones do not)"""
