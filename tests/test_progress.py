@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,9 +84,18 @@ def test_default_run_draws_rich_bar_on_a_terminal():
         chunks.append(chunk)
     os.close(master)
     assert proc.wait(timeout=60) == 0
-    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))  # colors, cursor
+    raw = b"".join(chunks).decode(errors="replace")
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)  # colors, cursor
     assert re.search(r"Epoch 1/1\s+━", out)  # Rich's bar, drawn live
     assert not re.search(r"Epoch \d/1  \d+ batches", out)  # not the log lines
+    assert "v_num" not in out
+    # What stays on screen: everything outside the live display (cursor hidden ... shown again).
+    kept = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", re.sub(r"\x1b\[\?25l.*?\x1b\[\?25h", "", raw, flags=re.S))
+    assert len([line for line in kept.splitlines() if line.strip()]) <= 30, kept
+    run_dir = Path(re.search(r"run dir: (\S+)", out).group(1))
+    log = (run_dir / "train.log").read_text()
+    assert not re.search(r"Epoch \d/1\s+━", log) and "\x1b" not in log, "no live frames or colors in the log file"
+    assert [m[0] for m in re.findall(r"^Epoch (\d)/1  (\d+) batches", log, re.M)] == ["0", "1"], log
 
 
 def test_rich_bar_reads_metrics_only_on_logging_steps_and_epoch_ends(make_cfg, monkeypatch):

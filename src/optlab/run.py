@@ -20,9 +20,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from optlab import console_log, noise
+from optlab.callbacks.summary import LayerSummary
 from optlab.launch import Job, external_layout
 from optlab.rundirs import new_run, register_resolvers
 from optlab.validate import ConfigError, instantiable, validate
@@ -107,23 +109,6 @@ def command_line_job() -> Job:
     )
 
 
-class _DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("💡 Tip")
-
-
-def quiet_known_noise() -> None:
-    """Drop third-party lines that say nothing about the run: Lightning's adverts for its cloud
-    services, and the FutureWarning torch 2.14 raises for lightning<2.7's use of pytree LeafSpec."""
-    warnings.filterwarnings(
-        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
-    )
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _DropTips) for f in logger.filters):
-            logger.addFilter(_DropTips())
-
-
 def _one_line(e: BaseException) -> str:
     while isinstance(e, InstantiationException) and e.__cause__ is not None:
         e = e.__cause__
@@ -145,6 +130,8 @@ def _instantiate_all(cfg: DictConfig):
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if not cfg.trainer.get("enable_progress_bar", True):  # ...and a progress bar it was told not to show
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        if cfg.trainer.get("enable_model_summary", True) and not any(isinstance(c, ModelSummary) for c in callbacks):
+            callbacks.append(LayerSummary())  # layers, not metric objects; Lightning then adds none of its own
         trainer = instantiate(
             cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=callbacks, logger=loggers or False
         )
@@ -157,17 +144,40 @@ def _finish_wandb(failed: bool) -> None:
     # Lightning never ends a W&B run; a run left open would swallow the next job's metrics (-m).
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
+        from optlab.loggers.wandb import finish_line
+
+        line = finish_line(wandb.run)
         wandb.finish(exit_code=1 if failed else 0)
+        if line:
+            print(line, flush=True)
 
 
 def _scalars(metrics) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
 
 
+@contextlib.contextmanager
+def environment_kept():
+    """os.environ as it was after the block: Lightning (PL_GLOBAL_SEED), W&B (WANDB_SERVICE) and
+    libraries imported on the way (KMP_*) set variables a notebook's next run would inherit."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k not in saved]:
+            del os.environ[key]
+        os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train (and test) as configured; returns the final metrics and writes metrics.json."""
+    with environment_kept():
+        return _train(cfg)
+
+
+def _train(cfg: DictConfig) -> dict[str, float]:
     validate(cfg)
-    quiet_known_noise()
+    noise.quiet_known_noise()
     start = time.perf_counter()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -179,14 +189,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
     failed = True
     try:
         metrics: dict[str, float] = {}
+        tested = None
         if cfg.get("train", True):
+            fit_start = time.perf_counter()
             # weights_only stated: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD changes only torch's default.
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
             metrics.update(_scalars(trainer.callback_metrics))
+            metrics["fit_time_s"] = time.perf_counter() - fit_start
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+            # verbose=False: the run's own table below shows test/* once, not Lightning's table too
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
             metrics.update(_scalars(trainer.callback_metrics))
+            tested = best or "the weights as trained (no checkpoint)"
         failed = False
     finally:
         _finish_wandb(failed)
@@ -196,11 +211,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         run_dir = Path(cfg.paths.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
-        print_summary(metrics, run_dir)
+        print_summary(metrics, run_dir, tested)
     return metrics
 
 
-def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
+TIME_KEYS = ("fit_time_s", "wall_time_s")
+
+
+def print_summary(metrics: dict[str, float], run_dir: Path, tested: str | None = None) -> None:
+    """The run's one final table: its metrics (not the per-layer gradient and lr series, which are
+    in the logs), then where the time went, then the run dir."""
     from rich.console import Console
     from rich.table import Table
 
@@ -208,11 +228,36 @@ def print_summary(metrics: dict[str, float], run_dir: Path) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):
-        if not key.startswith(("grad_norm/", "grad_to_weight/", "lr-")):
-            table.add_row(key, f"{metrics[key]:.4f}")
+        if not key.startswith(("grad_norm/", "grad_to_weight/", "lr-")) and key not in TIME_KEYS:
+            table.add_row(key, _shown(metrics[key]))
     console = Console()
     console.print(table)
+    fit = f"training (fit, validation included) {metrics['fit_time_s']:.1f} s; " if "fit_time_s" in metrics else ""
+    console.print(
+        f"time: {fit}this run {metrics['wall_time_s']:.1f} s; the whole command so far {process_seconds():.1f} s "
+        "(Python start, imports, setup)",
+        soft_wrap=True,
+    )
+    if tested:
+        console.print(f"tested: {tested}", soft_wrap=True)
     console.print(f"run dir: {run_dir}", soft_wrap=True)  # soft_wrap: a long path stays one copyable line
+
+
+def _shown(value: float) -> str:
+    """Counts as integers (examples_seen 1169, not 1169.0000), large values with 1 decimal, the rest 4."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value)}"
+    return f"{value:.1f}" if abs(value) >= 100 else f"{value:.4f}"
+
+
+def process_seconds() -> float:
+    """How long this process has run (Linux /proc; 0 elsewhere)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        return round(float(Path("/proc/uptime").read_text().split()[0]) - started, 2)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 # -- multirun + multi-process strategies --------------------------------------------------------
@@ -253,7 +298,8 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
     group: Lightning's subprocess DDP re-runs sys.argv, and under `-m` that would re-run the whole
     multirun in every rank."""
     if not in_multirun():
-        return train(cfg)
+        with console_log.teed(Path(cfg.paths.run_dir) / "train.log"):  # the run's log: what the console shows
+            return train(cfg)
     from optlab import launch
 
     job = command_line_job()

@@ -2,5 +2,6 @@
 
 from optlab.callbacks.grad_monitor import GradientMonitor
 from optlab.callbacks.progress import EpochLines, RichBar, progress_bar
+from optlab.callbacks.summary import LayerSummary
 
-__all__ = ["EpochLines", "GradientMonitor", "RichBar", "progress_bar"]
+__all__ = ["EpochLines", "GradientMonitor", "LayerSummary", "RichBar", "progress_bar"]

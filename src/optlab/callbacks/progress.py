@@ -10,6 +10,7 @@ import time
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from rich.console import Console
 
+from optlab import console_log
 from optlab.loggers.steps import logs_this_step
 
 STYLES = ("auto", "rich", "lines")
@@ -39,10 +40,44 @@ class RichBar(RichProgressBar):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._metrics_due = True
+        self._epoch_started, self._finished = 0.0, None  # the log file's line of the last epoch
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
         self._metrics_due = logs_this_step(trainer)  # must be asked before the step (Lightning's +1)
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        return _without_version(super().get_metrics(trainer, pl_module))
+
+    # The log file cannot hold live frames (console_log.py): it gets a line per epoch instead.
+    def _init_progress(self, trainer) -> None:
+        super()._init_progress(trainer)
+        console_log.set_live(self.progress is not None)
+
+    def _stop_progress(self) -> None:
+        super()._stop_progress()
+        console_log.set_live(False)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._file_line_of_last_epoch(trainer)
+        super().on_train_epoch_start(trainer, pl_module)
+        self._epoch_started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        self._finished = (trainer.current_epoch, batches, time.monotonic() - self._epoch_started)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._file_line_of_last_epoch(trainer)  # the module's epoch-end metrics are logged by now
+        super().on_train_end(trainer, pl_module)
+
+    def _file_line_of_last_epoch(self, trainer) -> None:
+        if self._finished is not None:
+            epoch, batches, seconds = self._finished
+            metrics = self.get_metrics(trainer, trainer.lightning_module)
+            console_log.file_line(epoch_line(trainer, epoch, f"{batches} batches", seconds, metrics))
+        self._finished = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if not self.is_disabled and self.train_progress_bar_id is None:
@@ -50,6 +85,11 @@ class RichBar(RichProgressBar):
         self._update(self.train_progress_bar_id, batch_idx + 1)
         if self._metrics_due:
             self._update_metrics(trainer, pl_module)
+
+
+def _without_version(metrics: dict) -> dict:
+    metrics.pop("v_num", None)  # the logger's version: the run dir already names the run
+    return metrics
 
 
 class EpochLines(ProgressBar):
@@ -68,6 +108,9 @@ class EpochLines(ProgressBar):
         self._epoch_start = self._last_line = 0.0
         self._finished: tuple[int, int, float] | None = None  # (epoch, batches, seconds) not yet printed
 
+    def get_metrics(self, trainer, pl_module) -> dict:
+        return _without_version(super().get_metrics(trainer, pl_module))
+
     @property
     def is_enabled(self) -> bool:
         return self._enabled
@@ -79,10 +122,7 @@ class EpochLines(ProgressBar):
         self._enabled = True
 
     def _print_line(self, epoch: int, progress: str, seconds: float) -> None:
-        last = self.trainer.max_epochs - 1 if self.trainer.max_epochs and self.trainer.max_epochs > 0 else None
-        head = f"Epoch {epoch}" + (f"/{last}" if last is not None else "")
-        metrics = "  ".join(f"{k} {_number(v)}" for k, v in sorted(self.get_metrics(self.trainer, None).items()))
-        print(f"{head}  {progress}  {seconds:.1f}s  {metrics}".rstrip(), flush=True)
+        print(epoch_line(self.trainer, epoch, progress, seconds, self.get_metrics(self.trainer, None)), flush=True)
 
     def _flush_finished(self) -> None:
         if self._finished is not None and self.is_enabled:
@@ -110,6 +150,14 @@ class EpochLines(ProgressBar):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._finished = None  # a failed run's last epoch is not finished
+
+
+def epoch_line(trainer, epoch: int, progress: str, seconds: float, metrics: dict) -> str:
+    """`Epoch 3/11  19 batches  1.2s  train/loss 0.41  val/acc 0.93 ...`"""
+    last = trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else None
+    head = f"Epoch {epoch}" + (f"/{last}" if last is not None else "")
+    shown = "  ".join(f"{k} {_number(v)}" for k, v in sorted(metrics.items()))
+    return f"{head}  {progress}  {seconds:.1f}s  {shown}".rstrip()
 
 
 def _number(value) -> str:

@@ -14,7 +14,6 @@ command on one folder at once and share the work):
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -285,9 +284,10 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     from optuna.exceptions import ExperimentalWarning
 
     from optlab.compare.report import write_report
+    from optlab.run import process_seconds
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
-    marks = [("startup", process_seconds())]
+    marks = [("startup", process_seconds())]  # Python, Hydra, imports
     RUN_SECONDS.clear()
     if cfg.get("report") == "only":
         p = load_protocol(Path(str(cfg.root)), cfg.get("name") or "")
@@ -345,16 +345,6 @@ class _Clock:
             "fit_s": round(fit, 2),
             "phases_s": dict(self.marks),
         }
-
-
-def process_seconds() -> float:
-    """How long this process has run (Linux /proc; 0 elsewhere): the startup before compare()."""
-    try:
-        ticks = os.sysconf("SC_CLK_TCK")
-        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
-        return round(float(Path("/proc/uptime").read_text().split()[0]) - started, 2)
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def _stored_cfg(cfg: DictConfig, p: Protocol) -> DictConfig:

@@ -3,8 +3,13 @@
 On top of Lightning's WandbLogger: the run id and name come from the run directory (one W&B run
 per run dir, continued when the run is resumed), multirun jobs are grouped by their sweep, every
 metric is plotted against `examples_seen`, and gradients/parameters can be watched.
+
+Quiet: W&B prints nothing itself (no banner, no 28-line history and summary); the run prints one
+line at its end saying where the run is (`finish_line`). The mode goes to wandb.init, never into
+os.environ (Lightning's own offline switch sets WANDB_MODE for the rest of the process).
 """
 
+import os
 from pathlib import Path
 
 from lightning.pytorch.loggers import WandbLogger
@@ -13,6 +18,7 @@ from lightning.pytorch.loggers import WandbLogger
 class OptlabWandbLogger(WandbLogger):
     def __init__(self, *args, watch: str | None = None, watch_log_freq: int = 100, **kwargs):
         super().__init__(*args, **kwargs)
+        self._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns it does nothing
         self._watch, self._watch_log_freq, self._axes_defined = watch, watch_log_freq, False
 
     @property
@@ -29,10 +35,19 @@ class OptlabWandbLogger(WandbLogger):
             self.watch(model, log=self._watch, log_freq=self._watch_log_freq)
 
 
+def wandb_mode(offline: bool | None) -> str:
+    """`offline` null (the default): offline, unless the environment says WANDB_MODE=online (or
+    disabled); true or false: as told (false after `wandb login` is the explicit opt-in)."""
+    if offline is not None:
+        return "offline" if offline else "online"
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    return env if env in ("online", "disabled") else "offline"
+
+
 def wandb_logger(
     run_dir: str,
     project: str = "optlab",
-    offline: bool = True,
+    offline: bool | None = None,
     tags=(),
     group: str | None = None,
     watch: str | None = None,
@@ -41,15 +56,20 @@ def wandb_logger(
     **kwargs,
 ) -> OptlabWandbLogger:
     """`name` (also the run id) defaults to the run folder's name; sweep.py sets <study>-trial-<n>."""
+    import wandb
+
     run = Path(run_dir)
     in_sweep = run.parent.name.startswith("multirun-")
     run_name = name or (f"{run.parent.name}-{run.name}" if in_sweep else run.name)
+    kwargs.setdefault("settings", wandb.Settings(silent=True))
+    Path(kwargs.get("save_dir") or run).mkdir(parents=True, exist_ok=True)  # else W&B warns it is no git root
     return OptlabWandbLogger(
         name=run_name,
         id=run_name,
         resume="allow",
         project=project,
-        offline=offline,
+        offline=False,  # the mode below instead: Lightning's offline=True writes WANDB_MODE into os.environ
+        mode=wandb_mode(offline),
         tags=list(tags or []),
         group=group or (run.parent.name if in_sweep else None),
         watch=watch,
@@ -57,3 +77,13 @@ def wandb_logger(
         log_model=False,
         **kwargs,
     )
+
+
+def finish_line(run) -> str | None:
+    """The one line a finished run prints about its W&B run (None when W&B is disabled)."""
+    settings = run.settings
+    if getattr(settings, "mode", "") == "disabled":
+        return None
+    if settings._offline:
+        return f"W&B offline run: {settings.sync_dir} (upload: wandb sync {settings.sync_dir})"
+    return f"W&B run: {run.url}"

@@ -131,7 +131,9 @@ class ImageClassifier(L.LightningModule):
         # Every rank sees the same number of samples (DistributedSampler pads), so the mean over
         # ranks of the per-rank means is the global mean.
         self.log_dict({"train/loss": loss_mean, "train/acc": acc}, sync_dist=True, prog_bar=True)
-        self.log("examples_seen", float(self.examples_seen), reduce_fx="max")
+        # Already global (every rank counts all ranks); the max over ranks says so to Lightning, which
+        # otherwise advises sync_dist on every epoch of a multi-process run.
+        self.log("examples_seen", float(self.examples_seen), reduce_fx="max", sync_dist=True)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._step(batch)

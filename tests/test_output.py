@@ -1,0 +1,41 @@
+"""What a user sees: a default run prints a short, useful console, and its train.log holds it."""
+
+import re
+from pathlib import Path
+
+NOISE = [
+    "wandb:",
+    "v_num",
+    "Test metric",
+    "FLOPs",
+    "TPU available",
+    "anonymous",
+    "Loading `train_dataloader`",
+    "LeafSpec",
+    "srun",
+    "Restoring states",
+    "Tip:",
+    "MulticlassAccuracy",
+    "MeanMetric",
+]
+
+
+def test_a_default_run_prints_at_most_30_useful_lines_and_its_log_holds_them(cli, tmp_path):
+    result = cli(["trainer.max_epochs=1", f"paths.log_dir={tmp_path}"], WANDB_SILENT="false")  # W&B's own quiet
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(console) <= 30, "\n".join(console)
+    for noise in NOISE:
+        assert noise not in result.stdout + result.stderr, noise
+    assert len(re.findall(r"test/acc", result.stdout)) == 1, "one final table, not Lightning's and W&B's too"
+    assert re.search(r"│ examples_seen\s+│\s+\d+ │", result.stdout), "counts print as integers"
+    assert re.search(
+        r"^time: training \(fit, validation included\) [\d.]+ s; this run [\d.]+ s; the whole command",
+        result.stdout,
+        re.M,
+    )
+    assert re.search(r"^W&B offline run: .*offline-run-\S+ \(upload: wandb sync ", result.stdout, re.M)
+    assert re.search(r"^net\.blocks\s+Sequential", result.stdout, re.M), "the summary lists the net's layers"
+    run_dir = Path(re.search(r"^run dir: (\S+)$", result.stdout, re.M).group(1))
+    logged = [line for line in (run_dir / "train.log").read_text().splitlines() if line.strip()]
+    assert sorted(logged) == sorted(console), "train.log holds what the console showed"
