@@ -29,7 +29,15 @@ from optlab.launch import Job, external_layout
 from optlab.rundirs import new_run, register_resolvers
 from optlab.validate import ConfigError, instantiable, validate
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+def _config_dir() -> Path:
+    """The configs: a wheel ships them inside the package (optlab/conf/); a clone or an editable
+    install reads the repository's conf/."""
+    packaged = Path(__file__).resolve().parent / "conf"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "conf"
+
+
+CONFIG_DIR = _config_dir()
 METRICS_FILE = "metrics.json"
 log = logging.getLogger(__name__)
 register_resolvers()
