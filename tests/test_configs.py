@@ -58,3 +58,14 @@ def test_default_config_is_the_documented_one(make_cfg):
     assert cfg.model.net._target_.endswith("ResNet")
     assert cfg.logger.wandb.offline is None  # offline unless WANDB_MODE=online (tests/test_wandb.py)
     assert cfg.optimized_metric == "val/acc_best"
+
+
+def test_a_logger_whose_extra_is_missing_names_the_install(make_cfg, monkeypatch):
+    import importlib.util
+
+    from optlab.validate import ConfigError, validate
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m.startswith("tensorboard") else real(m, *a))
+    with pytest.raises(ConfigError, match=r"logger.tensorboard needs the tensorboard package.*\[tensorboard\]"):
+        validate(make_cfg("logger=tensorboard"))

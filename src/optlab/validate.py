@@ -229,9 +229,28 @@ def check_launcher(hydra_cfg) -> None:
             )
 
 
+# Loggers whose package is an extra of optlab's install (pyproject's optional-dependencies).
+LOGGER_EXTRAS = {"lightning.pytorch.loggers.TensorBoardLogger": (("tensorboard", "tensorboardX"), "tensorboard")}
+
+
+def check_logger_packages(cfg: DictConfig) -> None:
+    import importlib.util
+
+    for name, node in (OmegaConf.select(cfg, "logger") or {}).items():
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if target in LOGGER_EXTRAS:
+            modules, extra = LOGGER_EXTRAS[target]
+            if not any(importlib.util.find_spec(m) for m in modules):
+                raise ConfigError(
+                    f"logger.{name} needs the {modules[0]} package, which is not installed: "
+                    f"pip install -e '.[{extra}]' (or pip install {modules[0]})"
+                )
+
+
 def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_targets(cfg)
+    check_logger_packages(cfg)
     check_devices(cfg)
     check_classes(cfg)
     check_callbacks(cfg)
