@@ -1,13 +1,16 @@
-"""Shared by the benchmark scripts: the machine line, tables, and appending results to docs/benchmarks.md.
+"""Shared by the benchmark scripts: the machine line, tables, and where a result goes.
 
-Every script prints its table and appends one dated section; old sections are never rewritten, so
-docs/benchmarks.md is a log of every recorded measurement. Not a benchmark itself.
+Every script prints its dated section (command, machine, code version, load, numbers). It writes
+it to a file only when asked: `--out FILE`, or `--docs` for docs/benchmarks.md. Either replaces the
+file's section of the same title and command, so docs/benchmarks.md holds the latest result of
+each benchmark and command; the earlier ones stay in git's history. Not a benchmark itself.
 """
 
 import datetime
 import importlib.metadata
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -18,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 INTRO = """# Benchmarks
 
-Measured results of the scripts in `benchmarks/`. Each section below was appended by a script
-(`python benchmarks/<name>.py`): the date, the machine, the exact command and the numbers it
-measured. Re-running a script appends a new section; older sections are kept as they were.
+The latest result of each script in `benchmarks/`, written by `python benchmarks/<name>.py --docs`:
+the date, the machine, the exact command and the numbers it measured. Re-running a script with
+`--docs` replaces its section; earlier results are in git's history of this file.
 """
 
 
@@ -113,14 +116,17 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def append_section(title: str, body: str, started: datetime.datetime, load_before: str, path: Path = DOCS) -> None:
-    """Append `## title: date` with the machine, command and code version, then body (markdown)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or not path.read_text().strip():
-        path.write_text(INTRO)
+def add_output_args(parser) -> None:
+    parser.add_argument("--out", type=Path, help="also write the result to this markdown file (replacing its last)")
+    parser.add_argument("--docs", action="store_true", help=f"also write it to {DOCS.relative_to(ROOT)} (replaced)")
+
+
+def publish(args, title: str, body: str, started: datetime.datetime, load_before: str) -> str:
+    """Print `## title: date` with the machine, command and code version, then body (markdown);
+    write it where `args` say (--out, --docs), replacing a section of the same title there."""
     stamp = started.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     section = (
-        f"\n## {title}: {stamp}\n\n"
+        f"## {title}: {stamp}\n\n"
         f"- Command: `{command()}` (from the repository root)\n"
         f"- Machine: {machine()}\n"
         f"- Code: {code_version()}\n"
@@ -128,9 +134,33 @@ def append_section(title: str, body: str, started: datetime.datetime, load_befor
         f"machine skew timings\n\n"
         f"{body.strip()}\n"
     )
-    with path.open("a") as f:
-        f.write(section)
-    print(f"\nappended to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    print("\n" + section)
+    for path in [p for p in (getattr(args, "out", None), DOCS if getattr(args, "docs", False) else None) if p]:
+        replace_section(Path(path), title, section)
+        print(f"written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return section
+
+
+def _key(section: str) -> tuple[str, str]:
+    """A result's identity: its title and its command (another workload or option is another result)."""
+    title = re.match(r"## (.*): \d{4}-\d\d-\d\d \d\d:\d\d UTC", section)
+    command_line = re.search(r"^- Command: `([^`]*)`", section, re.M)
+    return (title.group(1) if title else section.split("\n", 1)[0], command_line.group(1) if command_line else "")
+
+
+def replace_section(path: Path, title: str, section: str) -> None:
+    """The file with the section of the same title and command replaced by `section` (appended
+    when it has none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() and path.read_text().strip() else INTRO
+    parts = re.split(r"(?m)^(?=## )", text)
+    same = [i for i, part in enumerate(parts) if part.startswith("## ") and _key(part) == _key(section)]
+    if same:
+        parts[same[0]] = section + "\n"
+        parts = [part for i, part in enumerate(parts) if i not in same[1:]]
+    else:
+        parts.append(("" if parts[-1].endswith("\n\n") else "\n") + section)
+    path.write_text("".join(parts))
 
 
 def now() -> datetime.datetime:

@@ -23,7 +23,7 @@ Target (issue 4): ring >= 0.8x gloo's busbw for tensors from 16 MiB up with 2 pr
 To run (about 3-4 minutes on 2 CPU cores; peak memory about 1.5 x max-mb per process):
     python benchmarks/allreduce.py
     python benchmarks/allreduce.py --world-sizes 2 3 4 --max-mb 64 --repeats 7
-    python benchmarks/allreduce.py --no-record
+    python benchmarks/allreduce.py
 """
 
 import argparse
@@ -129,7 +129,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=4, choices=[2, 4], help="size ratio between rows")
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds per size (median reported)")
     parser.add_argument("--min-time", type=float, default=0.1, help="seconds per timing (more calls for small sizes)")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    _report.add_output_args(parser)
     args = parser.parse_args()
     if any(w < 2 for w in args.world_sizes):
         parser.error("--world-sizes must be 2 or more")
@@ -216,8 +216,7 @@ def main() -> None:
         f"`torch.distributed.all_reduce` on gloo, same process group, side by side. {setup}\n\n{text}\n\n"
         f"{verdict}\n\nFastest per size: {wins}.\n"
     )
-    if not args.no_record:
-        _report.append_section("All-reduce bus bandwidth: naive / tree / ring vs gloo", body, started, load_before)
+    _report.publish(args, "All-reduce bus bandwidth: naive / tree / ring vs gloo", body, started, load_before)
 
 
 if __name__ == "__main__":

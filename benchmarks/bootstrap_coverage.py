@@ -6,7 +6,7 @@ expanded-percentile bootstrap) and the plain percentile bootstrap, and counts ho
 covers the true mean. Target: the stated level (0.95); the plain bootstrap is known to fall short
 with few seeds, which is why compare.py widens it.
 
-To run: python benchmarks/bootstrap_coverage.py   (about 2 minutes; --no-append to only print).
+To run: python benchmarks/bootstrap_coverage.py   (about 2 minutes; --docs records it in docs/benchmarks.md).
 Appends its table to docs/benchmarks.md.
 """
 
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--sims", type=int, default=1000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[3, 5, 10])
     parser.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples per interval")
-    parser.add_argument("--no-append", action="store_true")
+    _report.add_output_args(parser)
     args = parser.parse_args()
     started, load_before = _report.now(), _report.load()
     rows = []
@@ -61,9 +61,7 @@ def main() -> None:
         f"stated level 0.95; a row's coverage has a standard error of about "
         f"{math.sqrt(0.95 * 0.05 / args.sims):.3f}.\n\n{text}"
     )
-    print(body)
-    if not args.no_append:
-        _report.append_section("Bootstrap coverage of compare.py's 95% interval", body, started, load_before)
+    _report.publish(args, "Bootstrap coverage of compare.py's 95% interval", body, started, load_before)
 
 
 if __name__ == "__main__":

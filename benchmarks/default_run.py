@@ -18,7 +18,7 @@ and reports per run and as mean / min / max:
 To run (15-25 s per run on 2 CPU cores):
     python benchmarks/default_run.py                 # 3 runs of `python train.py`
     python benchmarks/default_run.py --runs 5 optimizer=adamw
-    python benchmarks/default_run.py --no-record     # print only; leave docs/benchmarks.md alone
+    python benchmarks/default_run.py     # print only (the default; --docs records it)
 """
 
 import argparse
@@ -146,7 +146,7 @@ COLUMNS = [  # key, header, format
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    _report.add_output_args(parser)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides passed to train.py")
     args = parser.parse_args()
     started, load_before = _report.now(), _report.load()
@@ -189,8 +189,7 @@ def main() -> None:
             else ""
         )
     )
-    if not args.no_record:
-        _report.append_section("Default run (`python train.py`)", body, started, load_before)
+    _report.publish(args, "Default run (`python train.py`)", body, started, load_before)
 
 
 if __name__ == "__main__":

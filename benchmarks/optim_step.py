@@ -35,7 +35,7 @@ often waits on the other core (10x slower steps under load): --threads 1 is stea
 To run (about 2.5 minutes on a quiet 2-core CPU):
     python benchmarks/optim_step.py
     python benchmarks/optim_step.py --threads 1
-    python benchmarks/optim_step.py --algorithms adamw sgd --repeats 7 --no-record
+    python benchmarks/optim_step.py --algorithms adamw sgd --repeats 7
     python benchmarks/optim_step.py --device cuda
 """
 
@@ -246,7 +246,7 @@ def main() -> None:
         "--warm-cache", action="store_true", help="keep inductor's on-disk cache (compile looks cheaper)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    _report.add_output_args(parser)
     args = parser.parse_args()
     known = set(DEFAULT_ALGORITHMS)
     if unknown := [a for a in args.algorithms if a not in known]:
@@ -419,14 +419,14 @@ def main() -> None:
         f"{mem_table}\n\nTargets (ours <= torch's for-loop and foreach; SGD/Adam/AdamW <= {TARGET_FUSED}x torch fused):\n\n"
         f"{verdict_text}\n"
     )
-    if not args.no_record:
-        _report.append_section(
-            f"Optimizer step on ResNet-18 parameters ({device.type}, {torch.get_num_threads()} "
-            f"thread{'s' if torch.get_num_threads() > 1 else ''})",
-            body,
-            started,
-            load_before,
-        )
+    _report.publish(
+        args,
+        f"Optimizer step on ResNet-18 parameters ({device.type}, {torch.get_num_threads()} "
+        f"thread{'s' if torch.get_num_threads() > 1 else ''})",
+        body,
+        started,
+        load_before,
+    )
     if cache is not None:
         cache.cleanup()
 

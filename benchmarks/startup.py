@@ -18,7 +18,7 @@ Medians over --repeats (default 2) runs; runs of different loggers are interleav
 To run (about 2 minutes on 2 CPU cores):
     python benchmarks/startup.py
     python benchmarks/startup.py --repeats 3 --loggers wandb none
-    python benchmarks/startup.py --no-record
+    python benchmarks/startup.py
 """
 
 import argparse
@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--loggers", nargs="+", default=["wandb", "csv", "none"])
     parser.add_argument("--top", type=int, default=10, help="packages listed in the import table")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    _report.add_output_args(parser)
     args = parser.parse_args()
     started, load_before = _report.now(), _report.load()
 
@@ -219,8 +219,7 @@ def main() -> None:
         "summed per package; a package's time includes nothing it imports from other packages):\n\n"
         f"{packages_table}\n"
     )
-    if not args.no_record:
-        _report.append_section("Startup: `python train.py` to the first training step", body, started, load_before)
+    _report.publish(args, "Startup: `python train.py` to the first training step", body, started, load_before)
 
 
 if __name__ == "__main__":

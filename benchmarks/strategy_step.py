@@ -25,7 +25,7 @@ without Lightning, same network and batch; ratios taken step by step.
 To run (about 6 minutes on 2 CPU cores):
     python benchmarks/strategy_step.py
     python benchmarks/strategy_step.py --variants ddp,ring,ring-4mb,ring-4mb-overlap   # the overlap
-    python benchmarks/strategy_step.py --model tiny --no-record
+    python benchmarks/strategy_step.py --model tiny
 """
 
 import argparse
@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument(
         "--paired-steps", type=int, default=30, help="steps of each in the paired measurement (0: skip it)"
     )
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    _report_module().add_output_args(parser)
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run")
     args = parser.parse_args()
     _report = _report_module()
@@ -365,14 +365,13 @@ def main() -> None:
             "alternating, so a burst of other load hits neighbouring steps of both; a step's time is the "
             f"slower rank's.\n\n{ptable}\n\n{psummary}\n"
         )
-    if not args.no_record:
-        body = (
-            f"Workload: {workload}. Every run is `python train.py <workload> <variant>` with callbacks=none, "
-            f"logger=none, no progress bar, plus a timing callback.\n\n{text}\n\n{summary}\n{paired_md}"
-        )
-        _report.append_section(
-            "strategy=allreduce vs strategy=ddp, seconds per training step", body, started, load_before
-        )
+    body = (
+        f"Workload: {workload}. Every run is `python train.py <workload> <variant>` with callbacks=none, "
+        f"logger=none, no progress bar, plus a timing callback.\n\n{text}\n\n{summary}\n{paired_md}"
+    )
+    _report_module().publish(
+        args, "strategy=allreduce vs strategy=ddp, seconds per training step", body, started, load_before
+    )
 
 
 if __name__ == "__main__":

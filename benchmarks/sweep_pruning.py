@@ -13,8 +13,8 @@ worker, then by two workers started at once on the same storage; trials/minute =
 time from the first worker's start to the last one's end (process start-up included). Every
 trial uses one torch thread (sweep.threads=1), so two workers use the two cores.
 
-To run: python benchmarks/sweep_pruning.py   (about 20 minutes on 2 CPU cores; --no-append
-to only print). Appends its tables to docs/benchmarks.md.
+To run: python benchmarks/sweep_pruning.py   (about 20 minutes on 2 CPU cores; --docs records
+its tables in docs/benchmarks.md).
 """
 
 import argparse
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["pruning", "workers"], help="run one of the two measurements")
     parser.add_argument("--worker-trials", type=int, default=8)
     parser.add_argument("--worker-epochs", type=int, default=10)
-    parser.add_argument("--no-append", action="store_true", help="print only; do not touch docs/benchmarks.md")
+    _report.add_output_args(parser)
     args = parser.parse_args()
     started, load_before = _report.now(), _report.load()
     with tempfile.TemporaryDirectory(prefix="optlab-sweep-bench-") as tmp:
@@ -182,9 +182,7 @@ def main() -> None:
     if workers:
         sections.append(workers_section(args, workers))
     body = "\n\n".join(sections)
-    print("\n" + body)
-    if not args.no_append:
-        _report.append_section("Sweeps: pruning vs none, 1 vs 2 workers (`sweep.py`)", body, started, load_before)
+    _report.publish(args, "Sweeps: pruning vs none, 1 vs 2 workers (`sweep.py`)", body, started, load_before)
 
 
 def pruning_section(args, rows: list[dict]) -> str:

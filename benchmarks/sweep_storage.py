@@ -9,7 +9,7 @@ processes started before the clock starts; the clock runs from "go" to the last 
 
 To run:
     python benchmarks/sweep_storage.py                      # the full grid, appended to docs/benchmarks.md
-    python benchmarks/sweep_storage.py --workers 1 4 --storages sqlite journal --no-record
+    python benchmarks/sweep_storage.py --workers 1 4 --storages sqlite journal
 """
 
 import argparse
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="1 s objective: trials = rounds x workers")
     parser.add_argument("--seconds", type=float, default=1.0, help="the slow objective's duration")
     parser.add_argument("--postgres", help="a postgresql:// URL to use instead of a throwaway local server")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    _report.add_output_args(parser)
     args = parser.parse_args()
     started, load_before = _report.now(), _report.load()
     scratch = Path(tempfile.mkdtemp(prefix="sweep-storage-"))
@@ -171,10 +171,9 @@ def main() -> None:
             subprocess.run([str(PG_SCRIPT), "stop"], env=server[1], capture_output=True)
     table = _report.table(["storage", "workers", "objective", "trials", "wall (s)", "trials/s", "vs ideal"], rows)
     print(table)
-    if not args.no_record:
-        _report.append_section(
-            "Sweep storage scaling (`sweep.py` workers on sqlite, journal, PostgreSQL)", table, started, load_before
-        )
+    _report.publish(
+        args, "Sweep storage scaling (`sweep.py` workers on sqlite, journal, PostgreSQL)", table, started, load_before
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ take a few hundred ms per step there; pass e.g. `data.shape=[3,16,16] model.net.
 To run (about 4 minutes on 2 CPU cores):
     python benchmarks/template_overhead.py
     python benchmarks/template_overhead.py --repeats 7 --steps 200 data.shape=[3,16,16]
-    python benchmarks/template_overhead.py --profile --no-record
+    python benchmarks/template_overhead.py --profile
     python benchmarks/template_overhead.py --variant 'refresh 10/s:callbacks.progress_bar.refresh_rate=10'
 """
 
@@ -389,7 +389,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads for all")
     parser.add_argument("--target", type=float, default=5.0, help="overhead (%%) above which to profile")
     parser.add_argument("--profile", action="store_true", help="profile the template even under the target")
-    parser.add_argument("--no-record", action="store_true", help="do not append to docs/benchmarks.md")
+    _report.add_output_args(parser)
     parser.add_argument(
         "--variant",
         action="append",
@@ -527,8 +527,7 @@ def main() -> None:
         f"({added[TEMPLATE]:+.2f} ms/step; 95% interval {100 * head['low']:+.1f}% .. {100 * head['high']:+.1f}%), "
         f"{verdict} the {args.target:g}% target. {split}\n{profile_md}"
     )
-    if not args.no_record:
-        _report.append_section("Template overhead per training step (paired)", body, started, load_before)
+    _report.publish(args, "Template overhead per training step (paired)", body, started, load_before)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,6 @@ def test_template_overhead_script_runs(tmp_path):
             "2",
             "--steps",
             "10",
-            "--no-record",
             "--target",
             "1000",
         ],
@@ -76,3 +75,23 @@ def test_template_overhead_script_runs(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "control: a second bare loop" in out.stdout and "template overhead" in out.stdout
+
+
+def test_a_result_replaces_the_last_of_its_title_and_command_and_nothing_else(tmp_path):
+    import _report
+
+    def section(title, command, number):
+        return f"## {title}: 2026-12-03 10:0{number} UTC\n\n- Command: `{command}` (from the repository root)\n\n{number}\n"
+
+    path = tmp_path / "results.md"
+    _report.replace_section(path, "A", section("A", "python a.py", 1))
+    _report.replace_section(path, "A", section("A", "python a.py --big", 2))
+    _report.replace_section(path, "B", section("B", "python b.py", 3))
+    _report.replace_section(path, "A", section("A", "python a.py", 4))  # the same result, measured again
+    text = path.read_text()
+    assert text.startswith("# Benchmarks")
+    assert [line for line in text.splitlines() if line.startswith("## ")] == [
+        "## A: 2026-12-03 10:04 UTC",
+        "## A: 2026-12-03 10:02 UTC",
+        "## B: 2026-12-03 10:03 UTC",
+    ]

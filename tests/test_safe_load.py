@@ -172,7 +172,7 @@ def test_benchmark_scripts(tmp_path, marker):
     """The benchmarks reach files only through train.py's options (default_run, strategy_step pass
     overrides to it; template_overhead builds scratch ResNets only); the scan below covers the rest."""
     evil = lightning_like(tmp_path / "evil.ckpt", marker)
-    result = run_script("benchmarks/default_run.py", "--runs", "1", "--no-record", f"ckpt_path={evil}")
+    result = run_script("benchmarks/default_run.py", "--runs", "1", f"ckpt_path={evil}")
     assert result.returncode != 0 and "error: ckpt_path=" in result.stderr and "posix.system" in result.stderr
 
 
