@@ -26,6 +26,10 @@ def test_multirun_two_jobs(cli, tmp_path):
         assert len(list((sweep / str(job)).glob("wandb/offline-run-*"))) == 1
     assert "val/acc_best" in result.stdout and "optimizer.lr=0.1" in result.stdout  # the final table
     assert (sweep / "summary.md").read_text().count("| ok |") == 2
+    import matplotlib.image  # one overlay of both jobs' validation curves beside the table
+
+    assert matplotlib.image.imread(sweep / "curves.png").shape[1] >= 800
+    assert "![validation curves of every job](curves.png)" in (sweep / "summary.md").read_text()
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 NOISE = [
     "wandb:",
     "v_num",
@@ -39,3 +41,16 @@ def test_a_default_run_prints_at_most_30_useful_lines_and_its_log_holds_them(cli
     run_dir = Path(re.search(r"^run dir: (\S+)$", result.stdout, re.M).group(1))
     logged = [line for line in (run_dir / "train.log").read_text().splitlines() if line.strip()]
     assert sorted(logged) == sorted(console), "train.log holds what the console showed"
+    # the run's picture, from what it logged
+    import json
+
+    import matplotlib.image
+
+    image = matplotlib.image.imread(run_dir / "curves.png")
+    assert image.shape[0] >= 500 and image.shape[1] >= 800, image.shape
+    assert "<svg" in (run_dir / "curves.html").read_text()
+    rows = [json.loads(line) for line in (run_dir / "curves.jsonl").read_text().splitlines()]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [r["val/acc"] for r in rows if "val/acc" in r][-1] == pytest.approx(metrics["val/acc"])
+    assert [r["train/loss"] for r in rows if "train/loss" in r][-1] == pytest.approx(metrics["train/loss"])
+    assert any("grad_to_weight/max" in r and "lr" in r for r in rows), "logging steps carry lr and the ratio"

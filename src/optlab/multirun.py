@@ -1,5 +1,5 @@
 """After `python train.py -m ...`: one table of overrides -> optimized metric, also saved as
-summary.csv and summary.md in the multirun folder.
+summary.csv and summary.md in the multirun folder, with curves.png: every job's validation curves.
 
 Each job leaves its own result (`<job dir>/outcome.json`, optlab.launch.job) where it runs: in
 this process (basic launcher), a joblib worker, or a SLURM job (submitit). The table is read back
@@ -52,6 +52,15 @@ class MultirunSummary(Callback):
         shown = varying(rows)
         lines = [f"| job | overrides | {metric} | status |", "|---|---|---|---|"]
         lines += [f"| {r['job']} | `{shown[i]}` | {_fmt(r['metric'])} | {r['status']} |" for i, r in enumerate(rows)]
+        from optlab.callbacks.curves import ROWS, overlay
+        from optlab.callbacks.curves import read_rows as curve_rows
+
+        picture = overlay(
+            [(f"{r['job']}: {o}", curve_rows(Path(r["run_dir"]) / ROWS)) for r, o in zip(rows, shown)],
+            sweep_dir / "curves.png",
+        )
+        if picture:
+            lines.append(f"\n![validation curves of every job]({picture.name})")
         (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
         _print(rows, metric, sweep_dir)
 

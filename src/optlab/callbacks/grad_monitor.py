@@ -32,6 +32,7 @@ class GradientMonitor(Callback):
         if every_n_steps is not None and every_n_steps < 1:
             raise ValueError(f"callbacks.grad_monitor.every_n_steps={every_n_steps}: must be >= 1 (or null)")
         self.every_n_steps, self.per_layer = every_n_steps, per_layer
+        self.last_stats: dict[str, float] | None = None  # the latest step's, for callbacks.curves
 
     @staticmethod
     def _interval_error(n: int | None, log_n: int, key: str) -> str | None:
@@ -83,5 +84,6 @@ class GradientMonitor(Callback):
             stats["grad_to_weight/max"] = max(ratios)
         if hasattr(pl_module, "examples_seen"):  # W&B's x-axis: this batch's value, not the last logged one
             stats["examples_seen"] = float(pl_module.examples_seen)
+        self.last_stats = stats
         for logger in trainer.loggers:  # rank-zero-only inside each logger
             logger.log_metrics(stats, step=step)

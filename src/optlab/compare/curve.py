@@ -84,6 +84,7 @@ def configure_run(cfg, run_dir: str, val_every: int | None = None, **trial) -> N
         if cfg.get("callbacks") is None:
             cfg.callbacks = {}
         cfg.callbacks.curve = {"_target_": f"{__name__}.CurveRecorder", "run_dir": run_dir}
+        cfg.callbacks.pop("curves", None)  # the comparison draws its own curves, over seeds
         if val_every:
             cfg.trainer.val_check_interval = int(val_every)
             cfg.trainer.check_val_every_n_epoch = None
