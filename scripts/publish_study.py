@@ -66,7 +66,11 @@ def main() -> None:
     ).stdout.strip()
     shown = " ".join(["python", *command[1:]])
     cost = json.loads((source / "cost.json").read_text()) if (source / "cost.json").is_file() else None
-    cost_line = "" if cost is None else f"Protocol cost of the last invocation, report included: {describe(cost)}.\n"
+    cost_line = (
+        ""
+        if cost is None
+        else f"Protocol cost of the last invocation that ran runs, report included: {describe(cost)}.\n"
+    )
     run_line = f"Run {time.strftime('%Y-%m-%d')} at commit {commit} on {machine()}, {time.perf_counter() - start:.0f} s in all."
     published = out / f"{args.name}.md"
     old = re.search(r"^(Run|Resumed) .* at commit .*$", published.read_text(), re.M) if published.is_file() else None

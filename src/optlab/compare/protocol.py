@@ -318,11 +318,13 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     evaluate(cells, p)
     clock.mark("eval")
     runs = [sum(v) for v in zip(*RUN_SECONDS)] or [0.0, 0.0]
+    ran = bool(RUN_SECONDS)  # a resume with nothing left to run keeps the cost of the last one that ran
     if p.report:
-        write_report(p, cells, clock.cost(*runs))  # its own time is not in its cost line...
+        write_report(p, cells, clock.cost(*runs) if ran else None)  # its own time is not in its cost line...
     clock.mark("report")
     cost = clock.cost(*runs)  # ...but is in cost.json and here
-    workers.write_text(p.dir / "cost.json", json.dumps(cost))
+    if ran or not (p.dir / "cost.json").is_file():
+        workers.write_text(p.dir / "cost.json", json.dumps(cost))
     print(f"[compare] cost: {cost_line(cost)}", flush=True)
 
 

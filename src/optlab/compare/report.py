@@ -229,7 +229,9 @@ def protocol_blocks(p, cells, cost: dict | None) -> list:
     if cost and "runs_s" in cost:
         from optlab.compare.protocol import cost_line
 
-        lines.append(f"protocol cost of the last invocation, before drawing this report: {cost_line(cost)}")
+        lines.append(
+            f"protocol cost of the last invocation that ran runs, before drawing this report: {cost_line(cost)}"
+        )
     lines.append(f"redraw: python compare.py report=only name={p.name}")
     return [("h", 1, f"Comparison {p.name}"), ("list", lines)]
 
