@@ -1,10 +1,11 @@
 """Pictures of a function with optimizer paths: a PNG (matplotlib, Agg) and an HTML page (plotly).
 
-Both show the same two panels: the 3-D surface with each path lying on it, and the contour map
-with the paths, the start point and the known minima (or the valley floor) marked. Points of a
+Both show the same three panels: the 3-D surface with each path lying on it, the contour map
+with the paths, the start point and the known minima (or the valley floor) marked, and each
+optimizer's loss f against its step. Points of a
 path outside the plot bounds (or non-finite, when an optimizer diverges) are left out of the
 drawing, so one runaway path cannot squash the picture; the summary table still reports them.
-The HTML page embeds plotly.js, so it opens without a network.
+The HTML pages share one plotly.min.js written beside them, so they open without a network.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def _width(i: int, n: int) -> float:
     return 1.0 + 1.6 * (n - 1 - i) / max(n - 1, 1)
 
 
+def values(fn: TestFunction, path: torch.Tensor) -> np.ndarray:
+    """f at every point of a path (the loss the optimizer saw, step by step)."""
+    with torch.no_grad():
+        return fn(path.to(torch.float64)).numpy()
+
+
 def _labels(paths: dict[str, torch.Tensor], labels: dict[str, str] | None) -> dict[str, str]:
     return {name: (labels or {}).get(name, name) for name in paths}
 
@@ -73,9 +80,10 @@ def write_png(
     labels = _labels(paths, labels)
     start = fn.start if start is None else tuple(float(v) for v in start)
     X, Y, Z = grid(fn, 120)
-    fig = plt.figure(figsize=(14, 6))
-    ax3 = fig.add_subplot(1, 2, 1, projection="3d")
-    ax2 = fig.add_subplot(1, 2, 2)
+    fig = plt.figure(figsize=(20, 6))
+    ax3 = fig.add_subplot(1, 3, 1, projection="3d")
+    ax2 = fig.add_subplot(1, 3, 2)
+    axf = fig.add_subplot(1, 3, 3)
     surf_z = np.log10(Z) if fn.log_levels else Z
     ax3.plot_surface(X, Y, surf_z, cmap="viridis", alpha=0.55, linewidth=0, antialiased=True, rcount=100, ccount=100)
     norm = LogNorm(vmin=Z.min(), vmax=Z.max()) if fn.log_levels else None
@@ -88,6 +96,7 @@ def write_png(
         ax3.plot(x, y, z, color=color, lw=lw, marker=".", ms=2, label=labels[name], zorder=10)
         ax2.plot(x, y, color=color, lw=lw, marker=".", ms=lw + 1, label=labels[name], zorder=4)
         ax2.plot(x[-1:], y[-1:], marker="X", ms=10, color=color, mec="k", ls="none", zorder=6)  # end (nan if outside)
+        axf.plot(np.arange(len(path)), values(fn, path), color=color, lw=lw, label=labels[name])
     ax2.plot(*start, marker="o", ms=11, color="white", mec="k", ls="none", label="start", zorder=3)
     if fn.minima:
         mx, my = zip(*fn.minima)
@@ -110,6 +119,8 @@ def write_png(
     )
     ax3.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y", zlabel="log10 f" if fn.log_levels else "f")
     ax3.view_init(elev=35, azim=-60)
+    axf.set(xlabel="step", ylabel="f(x, y)", title="loss against step", yscale="log" if fn.log_levels else "linear")
+    axf.legend(loc="best", fontsize=8, framealpha=0.85)
     ax2.legend(loc="best", fontsize=8, framealpha=0.85, title="X = end point", title_fontsize=8)
     fig.suptitle(fn.title or fn.name)
     fig.tight_layout()
@@ -121,7 +132,7 @@ def write_png(
 def write_html(
     fn: TestFunction, paths: dict[str, torch.Tensor], file: str | Path, labels: dict[str, str] | None = None, start=None
 ) -> Path:
-    """Interactive surface + contour (plotly.js embedded); path coordinates stored as plain numbers."""
+    """Interactive surface, contour and loss against step; path coordinates stored as plain numbers."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -133,9 +144,9 @@ def write_html(
     surf_z = np.log10(Z) if fn.log_levels else Z
     fig = make_subplots(
         rows=1,
-        cols=2,
-        specs=[[{"type": "scene"}, {"type": "xy"}]],
-        subplot_titles=("surface", "contour" + (" (log10 f)" if fn.log_levels else "")),
+        cols=3,
+        specs=[[{"type": "scene"}, {"type": "xy"}, {"type": "xy"}]],
+        subplot_titles=("surface", "contour" + (" (log10 f)" if fn.log_levels else ""), "loss against step"),
     )
     fig.add_trace(
         go.Surface(x=X[0], y=Y[:, 0], z=surf_z, colorscale="Viridis", opacity=0.8, showscale=False, name=zlabel),
@@ -196,6 +207,19 @@ def write_html(
             row=1,
             col=2,
         )
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(path))),
+                y=[None if not np.isfinite(v) else float(v) for v in values(fn, path)],
+                mode="lines",
+                name=labels[name],
+                legendgroup=name,
+                showlegend=False,
+                line=dict(color=color, width=lw),
+            ),
+            row=1,
+            col=3,
+        )
     fig.add_trace(
         go.Scatter(
             x=[start[0]],
@@ -254,13 +278,16 @@ def write_html(
     (x0, x1), (y0, y1) = fn.bounds
     fig.update_xaxes(range=[x0, x1], title_text="x", row=1, col=2)
     fig.update_yaxes(range=[y0, y1], title_text="y", row=1, col=2)
+    fig.update_xaxes(title_text="step", row=1, col=3)
+    fig.update_yaxes(title_text="f(x, y)", type="log" if fn.log_levels else "linear", row=1, col=3)
     fig.update_layout(
         title=fn.title or fn.name,
         height=650,
-        width=1400,
+        width=1900,
         scene=dict(
             xaxis=dict(title="x", range=[x0, x1]), yaxis=dict(title="y", range=[y0, y1]), zaxis=dict(title=zlabel)
         ),
     )
-    fig.write_html(file, include_plotlyjs=True, full_html=True)
+    # one plotly.min.js beside the pages (copied there by plotly), not 4.6 MB inside each; offline still
+    fig.write_html(file, include_plotlyjs="directory", full_html=True)
     return file
