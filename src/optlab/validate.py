@@ -14,6 +14,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, OmegaConf
 
 from optlab.launch import external_layout
+from optlab.optim.param_groups import LAYER_DECAY_RULE, layer_decay_ok
 
 
 class ConfigError(ValueError):
@@ -35,10 +36,7 @@ RULES = {
     "data.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
     "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
-    "model.param_groups.layer_decay": (
-        lambda v: v is None or (_number(v) and 0 < v <= 1),
-        "a number in (0, 1] or null",
-    ),
+    "model.param_groups.layer_decay": (layer_decay_ok, LAYER_DECAY_RULE),
     "optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "trainer.max_epochs": (lambda v: v is None or (_int(v) and v >= -1), "an integer >= -1 (-1: no limit)"),
     "trainer.max_steps": (lambda v: _int(v) and v >= -1, "an integer >= -1 (-1: no limit)"),

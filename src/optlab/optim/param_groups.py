@@ -16,6 +16,14 @@ import torch
 from torch import nn
 
 
+LAYER_DECAY_RULE = "a number in (0, 1] (e.g. 0.75), or null"
+
+
+def layer_decay_ok(value) -> bool:
+    """The one rule for layer_decay (optlab.validate checks configs with it before anything runs)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1)
+
+
 def _matches(name: str, prefix: str) -> bool:
     """`prefix` names a module on `name`'s path: "backbone" matches "net.backbone.conv1.weight"."""
     return name == prefix or name.startswith(prefix + ".") or f".{prefix}." in f".{name}"
@@ -59,8 +67,8 @@ def param_groups(
     layers: list[Layer] | None = None,
 ) -> list[dict]:
     lr_scales = dict(lr_scales or {})
-    if layer_decay is not None and not 0 < layer_decay <= 1:
-        raise ValueError(f"param_groups.layer_decay={layer_decay} must be in (0, 1] (e.g. 0.75), or null")
+    if not layer_decay_ok(layer_decay):
+        raise ValueError(f"param_groups.layer_decay={layer_decay} must be {LAYER_DECAY_RULE}")
     if layer_decay is not None and not layers:
         raise ValueError("param_groups.layer_decay needs the model's layers (build_optimizer finds them)")
     groups: dict[tuple[float, bool], dict] = {}
