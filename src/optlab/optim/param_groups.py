@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-
 LAYER_DECAY_RULE = "a number in (0, 1] (e.g. 0.75), or null"
 
 
