@@ -235,6 +235,17 @@ def _fake_run(run_dir: Path, final: float, reach_at: int | None, examples_per_ev
     )
 
 
+def test_a_resume_reruns_what_failed_on_config_and_keeps_the_candidates_own_failures(tmp_path):
+    _fake_run(tmp_path / "ok", 0.9, 2)
+    assert protocol.finished(tmp_path / "ok")
+    for status, done in (("error", True), ("crash", True), ("config", False)):
+        run = tmp_path / status
+        run.mkdir()
+        (run / OUTCOME).write_text(json.dumps({"status": status, "reason": "x", "metrics": {}}))
+        assert protocol.finished(run) is done, status
+    assert not protocol.finished(tmp_path / "never-started")
+
+
 def test_the_report_states_a_clear_winner_and_no_difference_between_equals(tmp_path):
     from optlab.compare.report import write_report
 

@@ -16,8 +16,10 @@ def test_the_package_list_names_every_package_and_the_configs():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO / "src").parts) for p in (REPO / "src").rglob("__init__.py")}
-    configs = {"optlab.conf", *(".".join(("optlab", *d.relative_to(REPO).parts)) for d in (REPO / "conf").rglob("*")
-                                if d.is_dir())}
+    configs = {
+        "optlab.conf",
+        *(".".join(("optlab", *d.relative_to(REPO).parts)) for d in (REPO / "conf").rglob("*") if d.is_dir()),
+    }
     assert listed == found | configs, "pyproject's [tool.setuptools] packages must list each of src/optlab and conf/"
 
 

@@ -183,8 +183,13 @@ def eval_dir(p: Protocol, cell: Cell, seed: int) -> Path:
 
 
 def finished(run_dir: Path) -> bool:
+    """A re-run with its result: a fit, or a failure that is the candidate's. A config failure is
+    not (every config was validated before anything ran, so the code or configs changed under the
+    comparison): a resume runs it again."""
     outcome = launch.read_outcome(run_dir)
-    return outcome is not None and (outcome["status"] != "ok" or curve.read_fit(run_dir) is not None)
+    if outcome is None or outcome["status"] == "config":
+        return False
+    return outcome["status"] != "ok" or curve.read_fit(run_dir) is not None
 
 
 def best_overrides(cell: Cell) -> list[str] | None:
@@ -226,7 +231,7 @@ def evaluate_seed(cell: Cell, params: list[str], seed: int, p: Protocol) -> bool
             return False
         if finished(run_dir):  # finished by another worker between the check and the lock
             return True
-        if run_dir.exists():  # a killed run: keep it aside, start the seed again
+        if run_dir.exists():  # a killed run (or a config failure): keep it aside, start the seed again
             run_dir.rename(run_dir.with_name(f"{run_dir.name}.killed-{run_id()}"))
         s = cell.settings
         job = Job(
