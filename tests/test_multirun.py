@@ -57,6 +57,8 @@ def test_multirun_with_subprocess_ddp(cli, tmp_path):
         outcome = read_outcome(sweep / job)  # the job's result, written by its fresh process
         assert outcome["status"] == "ok" and outcome["metrics"]["val/acc_best"] == metrics["val/acc_best"]
         assert (sweep / job / "job.json").is_file()  # the job as the fresh process (and its rank 1) read it
+    said = result.stdout + result.stderr + "".join(p.read_text() for p in sweep.rglob("*.log"))
+    assert "It is recommended to use `self.log(" not in said  # examples_seen is synced at its cause
 
 
 @pytest.mark.parametrize(
