@@ -53,7 +53,7 @@ def test_without_lr_layers_the_top_level_children_are_the_layers():
 
 def test_layer_decay_checks(make_cfg):
     net = nn.Linear(2, 2)
-    with pytest.raises(ValueError, match=r"layer_decay=1.5 must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"layer_decay=1.5 must be a number in \(0, 1\]"):
         build_optimizer(net, sgd(), layer_decay=1.5)
     with pytest.raises(ConfigError, match="model.param_groups.layer_decay=0"):
         validate(make_cfg("model.param_groups.layer_decay=0"))
