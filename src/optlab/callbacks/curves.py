@@ -1,5 +1,5 @@
-"""Every run's picture (`callbacks.curves`): `curves.png` and `curves.html` (the same figure as
-inline SVG, works offline) in the run dir, drawn when training ends from what the run logged, no
+"""Every run's picture (`callbacks.curves`): `curves.png` and `curves.html` (the same picture
+inline, works offline) in the run dir, drawn when training ends from what the run logged, no
 W&B needed: train and validation loss and accuracy against examples seen, the learning rate, and
 the largest gradient-to-weight ratio when `callbacks.grad_monitor` is on.
 
@@ -11,6 +11,7 @@ what it had. Rank 0 writes.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 from pathlib import Path
@@ -92,8 +93,6 @@ def draw(rows: list[dict], out: Path) -> Path | None:
     """curves.png and curves.html from the rows; None when there is nothing to draw."""
     if not rows:
         return None
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,14 +141,11 @@ def draw(rows: list[dict], out: Path) -> Path | None:
     fig.tight_layout()
     png = out / PNG
     fig.savefig(png, dpi=100)
-    svg = io.StringIO()
-    fig.savefig(svg, format="svg")
     plt.close(fig)
-    body = svg.getvalue()
-    body = body[body.index("<svg") :]  # inline: without the XML prolog
+    picture = base64.b64encode(png.read_bytes()).decode()  # inline: one file that opens offline
     (out / HTML).write_text(
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(out.name)}</title>"
-        f"<h3>{html.escape(str(out))}</h3>{body}"
+        f"<h3>{html.escape(str(out))}</h3><img alt='curves' src='data:image/png;base64,{picture}'>"
     )
     return png
 
