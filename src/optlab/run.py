@@ -223,27 +223,29 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-TIME_KEYS = ("fit_time_s", "wall_time_s")
+# in the lines under the table, or one batch's value (the epoch lines and train/loss say more)
+NOT_IN_TABLE = ("fit_time_s", "wall_time_s", "peak_rss_mb", "train/loss_step")
 
 
 def print_summary(metrics: dict[str, float], run_dir: Path, tested: str | None = None) -> None:
     """The run's one final table: its metrics (not the per-layer gradient and lr series, which are
     in the logs), then where the time went, then the run dir."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="optlab run", title_justify="left")
+    table = Table(title="optlab run", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):
-        if not key.startswith(("grad_norm/", "grad_to_weight/", "lr-")) and key not in TIME_KEYS:
+        if not key.startswith(("grad_norm/", "grad_to_weight/", "lr-")) and key not in NOT_IN_TABLE:
             table.add_row(key, _shown(metrics[key]))
     console = Console()
     console.print(table)
     fit = f"training (fit, validation included) {metrics['fit_time_s']:.1f} s; " if "fit_time_s" in metrics else ""
     console.print(
         f"time: {fit}this run {metrics['wall_time_s']:.1f} s; the whole command so far {process_seconds():.1f} s "
-        "(Python start, imports, setup)",
+        f"(Python start, imports, setup); peak memory {metrics['peak_rss_mb']:.0f} MB",
         soft_wrap=True,
     )
     if tested:
