@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from optlab import console_log, noise
 from optlab.callbacks.summary import LayerSummary
 from optlab.launch import Job, external_layout
+from optlab.loggers.steps import scalar_metrics
 from optlab.rundirs import new_run, register_resolvers
 from optlab.validate import ConfigError, instantiable, validate
 
@@ -160,10 +161,6 @@ def _finish_wandb(failed: bool) -> None:
             print(line, flush=True)
 
 
-def _scalars(metrics) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-
-
 @contextlib.contextmanager
 def environment_kept():
     """os.environ as it was after the block: Lightning (PL_GLOBAL_SEED), W&B (WANDB_SERVICE) and
@@ -202,13 +199,13 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             fit_start = time.perf_counter()
             # weights_only stated: TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD changes only torch's default.
             trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-            metrics.update(_scalars(trainer.callback_metrics))
+            metrics.update(scalar_metrics(trainer.callback_metrics))
             metrics["fit_time_s"] = time.perf_counter() - fit_start
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             # verbose=False: the run's own table below shows test/* once, not Lightning's table too
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
-            metrics.update(_scalars(trainer.callback_metrics))
+            metrics.update(scalar_metrics(trainer.callback_metrics))
             tested = best or "the weights as trained (no checkpoint)"
         failed = False
     finally:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lightning.pytorch import Callback
 
-from optlab.loggers.steps import logs_this_step
+from optlab.loggers.steps import logs_this_step, scalar_metrics
 
 ROWS, PNG, HTML = "curves.jsonl", "curves.png", "curves.html"
 
@@ -37,8 +37,7 @@ class Curves(Callback):
             f.write(json.dumps(row) + "\n")
 
     def _metric(self, trainer, name: str):
-        value = trainer.callback_metrics.get(name)
-        return None if value is None or getattr(value, "numel", lambda: 1)() != 1 else float(value)
+        return scalar_metrics(trainer.callback_metrics).get(name)
 
     def on_train_start(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero:

@@ -20,6 +20,8 @@ from pathlib import Path
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from optlab.loggers.steps import scalar_metrics
+
 CURVE, FIT = "curve.jsonl", "fit.json"
 
 
@@ -46,11 +48,7 @@ class CurveRecorder(Callback):
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self._start is None or not trainer.is_global_zero:
             return
-        metrics = {
-            k: float(v)
-            for k, v in trainer.callback_metrics.items()
-            if k.startswith(self.prefix) and getattr(v, "numel", lambda: 1)() == 1
-        }
+        metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(self.prefix)}
         row = {
             "step": trainer.global_step,
             "examples_seen": int(getattr(pl_module, "examples_seen", 0)),

@@ -18,3 +18,8 @@ def logged_step(trainer: Trainer) -> int:
     """The `step` Lightning passes to the loggers with the current training batch's metrics: the
     number of batches that stepped before this one (0 for the first)."""
     return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+
+def scalar_metrics(metrics) -> dict[str, float]:
+    """The one-number entries of `trainer.callback_metrics` (or any name -> tensor/number map), as floats."""
+    return {k: float(v) for k, v in metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
