@@ -36,6 +36,20 @@ class DumpWeights(Callback):
         self._dump(trainer, pl_module, "")
 
 
+class CountTested(Callback):
+    """Each rank writes how many test examples it evaluated to <dir>/tested-rank<k>.txt."""
+
+    def __init__(self, dir: str):
+        self.dir, self.count = Path(dir), 0
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.count += len(batch[1])
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / f"tested-rank{trainer.global_rank}.txt").write_text(str(self.count))
+
+
 class KillAt(Callback):
     """SIGKILL the process at a given (epoch, batch): a crash no Python code can clean up after."""
 

@@ -132,7 +132,7 @@ def test_a_fresh_process_per_job_and_its_timeout(tmp_path, hooks_importable):
     killed = launch.run(hooked(tmp_path, "b", "kill", marker), "subprocess")
     slow = launch.run(hooked(tmp_path, "c", "sleep", marker), "subprocess", timeout=20)
     assert ok["status"] == "ok" and ok["metrics"] == json.loads((tmp_path / "a" / "metrics.json").read_text())
-    assert (tmp_path / "a" / "job.json").is_file() and "optlab run" in (tmp_path / "a.log").read_text()
+    assert (tmp_path / "a" / "job.json").is_file() and "run dir: " in (tmp_path / "a.log").read_text()
     assert killed["status"] == "crash" and "killed by SIGKILL" in killed["reason"]
     assert (slow["status"], slow["reason"]) == ("timeout", "timed out after 20 s and was stopped")
     assert len(set(marker.read_text().split())) >= 2 and str(os.getpid()) not in marker.read_text().split()

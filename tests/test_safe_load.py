@@ -273,6 +273,14 @@ def test_our_checkpoints_load_weights_only_and_resume(tmp_path, optimizer, sched
     assert torch_file(last, "ckpt_path")["global_step"] == 6  # 3 steps restored + 3 more
 
 
+def test_a_test_only_run_tests_the_checkpoint_it_is_given(tmp_path):
+    common = [o for o in SHORT if o != "test=false"] + ["trainer.max_epochs=1", f"paths.log_dir={tmp_path / 'logs'}"]
+    trained = train(compose_config(common, run_dir=tmp_path / "a"))
+    (best,) = (tmp_path / "a" / "checkpoints").glob("best-*.ckpt")
+    tested = train(compose_config([*common, "train=false", f"ckpt_path={best}"], run_dir=tmp_path / "b"))
+    assert tested["test/acc"] == trained["test/acc"] and tested["test/loss"] == trained["test/loss"]
+
+
 # -- nothing in the code loads unsafely ---------------------------------------------------------------
 
 SCANNED = [

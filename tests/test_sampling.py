@@ -3,7 +3,7 @@
 import torch
 from torch.utils.data import DistributedSampler
 
-from optlab.data.sampling import EpochSeededDistributedSampler, EpochSeededSampler
+from optlab.data.sampling import EpochSeededDistributedSampler, EpochSeededSampler, UnpaddedShardSampler, eval_sampler
 
 DATA = list(range(50))
 
@@ -39,3 +39,28 @@ def test_distributed_shards_like_ddp_and_reseeds_per_rank():
             assert draw_after_iter(ours)[1] == draw  # repeats after any global state (resume)
             seen.append(draw)
     assert len(set(seen)) == 4  # every (rank, epoch) augments differently
+
+
+def test_evaluation_shards_hold_every_example_once():
+    shards = [list(UnpaddedShardSampler(list(range(51)), num_replicas=2, rank=rank)) for rank in (0, 1)]
+    assert sorted(shards[0] + shards[1]) == list(range(51)) and [len(s) for s in shards] == [26, 25]
+    assert len(UnpaddedShardSampler(list(range(51)), num_replicas=2, rank=1)) == 25
+
+
+def fake_strategy(cls, world_size: int, global_rank: int = 1):
+    """An instance of cls as eval_sampler sees it (its world and rank), without setting one up."""
+    return object.__new__(type("Fake", (cls,), {"world_size": world_size, "global_rank": global_rank}))
+
+
+def test_uneven_evaluation_shards_only_where_ranks_may_run_a_batch_fewer():
+    from lightning.pytorch.strategies import DDPStrategy, ModelParallelStrategy, SingleDeviceStrategy
+
+    from optlab.distributed.strategy import AllReduceStrategy
+
+    data = list(range(9))
+    for cls in (DDPStrategy, AllReduceStrategy):
+        assert list(eval_sampler(data, fake_strategy(cls, 2))) == [1, 3, 5, 7]
+        assert eval_sampler(data[:1], fake_strategy(cls, 2)) is None  # a rank without a batch: padded
+    # FSDP gathers in every forward (Lightning pads); one process needs no sampler
+    for strategy in (fake_strategy(ModelParallelStrategy, 2), fake_strategy(SingleDeviceStrategy, 1, 0), None):
+        assert eval_sampler(data, strategy) is None

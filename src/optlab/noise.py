@@ -1,10 +1,11 @@
 """Third-party lines that say nothing about the run, dropped by their exact text (never by
 level or logger, so anything new still shows).
 
-- Lightning: its cloud adverts ("Tip: ..."), the TPU line on machines without one, the note
-  that it loads the train loader to count steps, that it adds no summary of its own, the restore lines of the test pass (the run's
-  summary names the checkpoint it tested), and the srun hint on machines where SLURM is
-  installed (optlab launches on SLURM itself: docs/cluster.md).
+- Lightning: its cloud adverts ("Tip: ..."), the GPU and TPU lines on machines without one, the
+  note that it loads the train loader to count steps, that it adds no summary of its own, that
+  fit stopped at max_epochs (the last epoch line says "Epoch 11/11"; other stops still show), the
+  restore lines of the test pass (the run's summary names the checkpoint it tested), and the srun
+  hint on machines where SLURM is installed (optlab launches on SLURM itself: docs/cluster.md).
 - torch 2.14 warns about lightning<2.7's use of pytree LeafSpec (a FutureWarning per run).
 """
 
@@ -15,7 +16,9 @@ import warnings
 
 DROPPED_PREFIXES = (
     "💡 Tip",
+    "GPU available: False, used: False",
     "TPU available: False, using: 0 TPU cores",
+    "`Trainer.fit` stopped: `max_epochs=",
     "Loading `train_dataloader` to estimate number of stepping batches.",
     "Restoring states from the checkpoint path at ",
     "Loaded model weights from the checkpoint at ",

@@ -203,6 +203,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
             metrics["fit_time_s"] = time.perf_counter() - fit_start
         if cfg.get("test", True):
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            best = best or (cfg.get("ckpt_path") if not cfg.get("train", True) else None)  # train=false: the given one
             # verbose=False: the run's own table below shows test/* once, not Lightning's table too
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
             metrics.update(scalar_metrics(trainer.callback_metrics))
@@ -226,12 +227,12 @@ NOT_IN_TABLE = ("fit_time_s", "wall_time_s", "peak_rss_mb", "train/loss_step")
 
 def print_summary(metrics: dict[str, float], run_dir: Path, tested: str | None = None) -> None:
     """The run's one final table: its metrics (not the per-layer gradient and lr series, which are
-    in the logs), then where the time went, then the run dir."""
+    in the logs), then where the time went, then the run dir and the checkpoint tested."""
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="optlab run", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in sorted(metrics):
@@ -245,9 +246,10 @@ def print_summary(metrics: dict[str, float], run_dir: Path, tested: str | None =
         f"(Python start, imports, setup); peak memory {metrics['peak_rss_mb']:.0f} MB",
         soft_wrap=True,
     )
-    if tested:
-        console.print(f"tested: {tested}", soft_wrap=True)
-    console.print(f"run dir: {run_dir}", soft_wrap=True)  # soft_wrap: a long path stays one copyable line
+    if tested and Path(tested).is_relative_to(run_dir):
+        tested = str(Path(tested).relative_to(run_dir))
+    # soft_wrap: a long path stays one copyable line
+    console.print(f"run dir: {run_dir}" + (f"  (tested {tested})" if tested else ""), soft_wrap=True)
 
 
 def _shown(value: float) -> str:

@@ -153,10 +153,11 @@ class EpochLines(ProgressBar):
 
 
 def epoch_line(trainer, epoch: int, progress: str, seconds: float, metrics: dict) -> str:
-    """`Epoch 3/11  19 batches  1.2s  train/loss 0.41  val/acc 0.93 ...`"""
+    """`Epoch 3/11  19 batches  1.2s  train/loss 0.41  val/acc 0.93 ...`: the epoch's values, not
+    one batch's (`*_step`, which the live bar shows as it changes)."""
     last = trainer.max_epochs - 1 if trainer.max_epochs and trainer.max_epochs > 0 else None
     head = f"Epoch {epoch}" + (f"/{last}" if last is not None else "")
-    shown = "  ".join(f"{k} {_number(v)}" for k, v in sorted(metrics.items()))
+    shown = "  ".join(f"{k} {_number(v)}" for k, v in sorted(metrics.items()) if not k.endswith("_step"))
     return f"{head}  {progress}  {seconds:.1f}s  {shown}".rstrip()
 
 

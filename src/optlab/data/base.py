@@ -6,7 +6,7 @@ import lightning as L
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from optlab.data.sampling import EpochSeededDistributedSampler, EpochSeededSampler
+from optlab.data.sampling import EpochSeededDistributedSampler, EpochSeededSampler, eval_sampler
 
 
 class SplitDataModule(L.LightningDataModule):
@@ -34,7 +34,7 @@ class SplitDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=self._train_sampler(dataset) if train else None,
+            sampler=self._train_sampler(dataset) if train else self._eval_sampler(dataset),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
@@ -44,9 +44,12 @@ class SplitDataModule(L.LightningDataModule):
     def _train_sampler(dataset: Dataset) -> Sampler:
         seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # set by seed_everything
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # Lightning leaves a DistributedSampler in place (val/test loaders it shards itself).
+            # Lightning leaves a DistributedSampler in place.
             return EpochSeededDistributedSampler(dataset, shuffle=True, seed=seed)
         return EpochSeededSampler(dataset, seed=seed)
+
+    def _eval_sampler(self, dataset: Dataset) -> Sampler | None:
+        return eval_sampler(dataset, self.trainer.strategy if self.trainer is not None else None)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

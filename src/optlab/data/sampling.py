@@ -10,13 +10,16 @@ from an end-of-epoch checkpoint.
 Under a process group the DataModule uses `EpochSeededDistributedSampler` instead: DDP's shard of a
 (seed, epoch) shuffle that reseeds the global RNGs per (seed, epoch, rank), so each rank augments
 differently and a resumed run repeats its draws. Being a DistributedSampler, Lightning keeps it.
+
+Evaluation under a process group uses `UnpaddedShardSampler` where the strategy allows it
+(`eval_sampler`): every example once, so val/test metrics are exact.
 """
 
 import random
 
 import numpy as np
 import torch
-from torch.utils.data import DistributedSampler, RandomSampler
+from torch.utils.data import DistributedSampler, RandomSampler, Sampler
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -52,3 +55,38 @@ class EpochSeededDistributedSampler(DistributedSampler):
     def __iter__(self):
         seed_global_rngs(_epoch_seed(self.seed, self.epoch) + 1 + 7919 * self.rank)
         return super().__iter__()
+
+
+class UnpaddedShardSampler(DistributedSampler):
+    """This rank's examples in order (rank, rank + world, ...), none repeated: shards may differ by one.
+
+    Lightning's DistributedSampler pads every shard to one length with repeated examples, so a
+    2-rank test of 539 examples counts one twice (and Lightning advises testing on one device).
+    """
+
+    def __init__(self, dataset, num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(self.rank, len(dataset), self.num_replicas))
+        self.total_size = len(dataset)
+
+    def __iter__(self):
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+
+def eval_sampler(dataset, strategy) -> Sampler | None:
+    """The val/test sampler: unpadded shards under strategies whose ranks may run one evaluation
+    batch fewer than others, else None (Lightning's padded DistributedSampler, or none at all).
+
+    DDP and `allreduce` sync buffers on the first evaluation batch only (every rank has one while
+    the set has at least one example per rank), so uneven shards are safe. FSDP gathers parameters
+    in every forward: a rank with a batch fewer would leave the others waiting, so it keeps the
+    padded shards, and Lightning's advice about them stays true there.
+    """
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from optlab.distributed.strategy import AllReduceStrategy
+
+    world = strategy.world_size if strategy is not None else 1
+    if world > 1 and len(dataset) >= world and isinstance(strategy, DDPStrategy | AllReduceStrategy):
+        return UnpaddedShardSampler(dataset, num_replicas=world, rank=strategy.global_rank)
+    return None

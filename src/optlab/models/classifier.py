@@ -137,7 +137,7 @@ class ImageClassifier(L.LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._step(batch)
-        self.val_loss(loss)
+        self.val_loss(loss, weight=len(y))  # the mean over examples, the last short batch included
         self.val_acc(preds, y)
         self.log("val/loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
@@ -150,7 +150,7 @@ class ImageClassifier(L.LightningModule):
 
     def test_step(self, batch, batch_idx: int) -> None:
         loss, preds, y = self._step(batch)
-        self.test_loss(loss)
+        self.test_loss(loss, weight=len(y))
         self.test_acc(preds, y)
         self.log("test/loss", self.test_loss, on_step=False, on_epoch=True)
         self.log("test/acc", self.test_acc, on_step=False, on_epoch=True)
