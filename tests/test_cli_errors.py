@@ -26,8 +26,11 @@ def preflight_error(capsys, *args: str) -> str:
         (["trainer.max_epoch=3"], ["unknown key 'trainer.max_epoch'", "+trainer.max_epoch"]),
         (["data.batch_size=abc"], ["data.batch_size='abc'", "positive integer"]),
         (["data.batch_size=0"], ["data.batch_size=0", "positive integer"]),
-        (["optimizer.lr=0"], ["optimizer.lr=0", "> 0"]),
-        (["optimizer.lr=-1e-3"], ["optimizer.lr=-0.001"]),
+        (["optimizer.lr=-1e-3"], ["optimizer.lr=-0.001", ">= 0"]),
+        (["optimizer=adamw", "optimizer.betas=[0.9,1.0]"], ["optimizer.betas=[0.9, 1.0]", "two numbers in [0, 1)"]),
+        (["optimizer=rmsprop", "optimizer.alpha=-1"], ["optimizer.alpha=-1", ">= 0"]),
+        (["optimizer=muon", "optimizer.momentum=1.5"], ["optimizer.momentum=1.5", "in [0, 1)"]),
+        (["optimizer=torch_adam", "optimizer.eps=-1"], ["optimizer (torch.optim.Adam)", "Invalid epsilon value: -1"]),
         (["trainer.devices=64"], ["trainer.devices=64", "trainer.devices="]),
         (["trainer.precision=8"], ["trainer.precision"]),
         (["+model.net.depth=5"], ["model.net.depth is not an argument of optlab.models.ResNet", "~model.net.depth"]),
@@ -60,7 +63,7 @@ def test_cli_exit_code_and_nothing_written(cli, tmp_path):
     result = cli(["optimizer.lr=-1", f"paths.log_dir={tmp_path / 'logs'}"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: optimizer.lr=-1 is invalid: it must be a number > 0 (set it with `optimizer.lr=...`)"
+        "error: optimizer.lr=-1 is invalid: it must be a number >= 0 (set it with `optimizer.lr=...`)"
     ]
     assert not (tmp_path / "logs").exists()
 

@@ -29,15 +29,13 @@ def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-# key -> (test, what it must be). A key missing from the config is not checked.
+# key -> (test, what it must be). A key missing from the config is not checked. The optimizer's
+# hyperparameters are not here: its constructor owns their rules (check_optimizer).
 RULES = {
     "seed": (lambda v: v is None or _int(v), "an integer or null"),
     "data.batch_size": (lambda v: _int(v) and v > 0, "a positive integer"),
     "data.num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
-    "optimizer.lr": (lambda v: _number(v) and v > 0, "a number > 0"),
-    "optimizer.weight_decay": (lambda v: _number(v) and v >= 0, "a number >= 0"),
     "model.param_groups.layer_decay": (layer_decay_ok, LAYER_DECAY_RULE),
-    "optimizer.momentum": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "trainer.max_epochs": (lambda v: v is None or (_int(v) and v >= -1), "an integer >= -1 (-1: no limit)"),
     "trainer.max_steps": (lambda v: _int(v) and v >= -1, "an integer >= -1 (-1: no limit)"),
     "trainer.accumulate_grad_batches": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
@@ -178,6 +176,27 @@ def check_checkpoint(cfg: DictConfig) -> None:
         )
 
 
+def check_optimizer(cfg: DictConfig) -> None:
+    """The optimizer judges its own hyperparameters (optim/hyperparameters.py for ours): build it on
+    one small tensor and report what its constructor refuses, naming the key where it says which."""
+    node = cfg.get("optimizer")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    import torch
+    from hydra.utils import instantiate
+
+    from optlab.optim.hyperparameters import HyperparameterError
+
+    try:
+        instantiate(instantiable(node, "optimizer"))([torch.nn.Parameter(torch.zeros(2, 2))])
+    except HyperparameterError as e:
+        _fail(f"optimizer.{e.name}", OmegaConf.select(cfg, f"optimizer.{e.name}"), e.must)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(
+            f"optimizer ({node._target_}) refuses its settings: {e}; `python train.py --cfg job -p optimizer` shows them"
+        ) from None
+
+
 def check_classes(cfg: DictConfig) -> None:
     """The class of `data`, `model.net` or `strategy` may define a staticmethod `check_config(node)`
     for what only it knows: files on disk (a dataset, pretrained weights), allreduce's algorithm."""
@@ -248,6 +267,7 @@ def check_logger_packages(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_targets(cfg)
+    check_optimizer(cfg)
     check_logger_packages(cfg)
     check_devices(cfg)
     check_classes(cfg)

@@ -31,6 +31,7 @@ from optlab.optim._foreach import (
     plain,
     run_compiled,
 )
+from optlab.optim.hyperparameters import check
 
 
 def adam_update(
@@ -167,18 +168,7 @@ class Adam(Optimizer):
         decoupled_weight_decay: bool = False,
         compiled: bool = False,
     ) -> None:
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas} (expected two values)")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check(lr=lr, eps=eps, betas=betas, weight_decay=weight_decay)
         defaults = dict(
             lr=lr,
             betas=tuple(betas),

@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
 from optlab.optim._foreach import by_device_and_dtype, cache_blocks, params_with_grad, plain, run_compiled
+from optlab.optim.hyperparameters import check
 
 
 def lion_update(
@@ -75,16 +76,7 @@ class Lion(Optimizer):
         maximize: bool = False,
         compiled: bool = False,
     ) -> None:
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if len(betas) != 2:
-            raise ValueError(f"Invalid betas: {betas} (expected two values)")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        check(lr=lr, betas=betas, weight_decay=weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
         self.compiled = compiled

@@ -45,6 +45,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 
 from optlab.optim._foreach import by_device_and_dtype, new_step, params_with_grad
 from optlab.optim.adam import adam_update
+from optlab.optim.hyperparameters import HyperparameterError
 
 try:
     from torch.distributed.tensor import DTensor, distribute_tensor
@@ -87,7 +88,9 @@ def _check(args: dict, where: str) -> None:
     """ValueError naming the first invalid hyperparameter among those present in `args`."""
 
     def bad(name: str, rule: str) -> None:
-        raise ValueError(f"Muon: invalid {name}={args[name]!r} {where}: {rule}")
+        raise HyperparameterError(
+            f"Muon: invalid {name}={args[name]!r} {where}: {rule}", name, rule.removeprefix("must be ")
+        )
 
     def number(x) -> bool:
         return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

@@ -32,6 +32,7 @@ from optlab.optim._foreach import (
     plain,
     run_compiled,
 )
+from optlab.optim.hyperparameters import check
 
 
 def rmsprop_update(
@@ -131,16 +132,7 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         compiled: bool = False,
     ) -> None:
-        if not 0.0 <= lr:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        check(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         defaults = dict(
             lr=lr,
             alpha=alpha,
