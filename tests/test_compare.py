@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from optlab.callbacks.curves import ROWS
 from optlab.compare import config, protocol
-from optlab.compare.curve import CURVE, FIT
+from optlab.compare.curve import FIT, read_curve
 from optlab.launch.job import OUTCOME
 from optlab.run import CONFIG_DIR, compose_config
 from optlab.validate import ConfigError
@@ -216,10 +217,11 @@ def _fake_run(run_dir: Path, final: float, reach_at: int | None, examples_per_ev
                 "step": 10 * i,
                 "examples_seen": examples_per_eval * i,
                 "seconds": 1.0 * i,
-                "metrics": {"val/acc": acc, "val/acc_best": acc},
+                "val/acc": acc,
+                "val/acc_best": acc,
             }
         )
-    (run_dir / CURVE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run_dir / ROWS).write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run_dir / FIT).write_text(
         json.dumps({"fit_s": 5.0, "params": 100, "state_bytes": 800, "steps": 50, "examples_seen": 5000})
     )
@@ -373,8 +375,9 @@ def test_the_protocol_end_to_end_survives_a_kill_and_a_failing_candidate(tmp_pat
     for name in ("sgd", "adamw"):
         runs = list((evals / "digits" / name / "s0").glob(f"seed-*/{OUTCOME}"))
         assert len(runs) == 2 and all(json.loads(r.read_text())["status"] == "ok" for r in runs)
-        curve = (runs[0].parent / CURVE).read_text().splitlines()
+        curve = read_curve(runs[0].parent)
         assert len(curve) >= 3, "eval.every=5 validates at steps 5, 10, 15 of a 19-step epoch"
+        assert not (runs[0].parent / "curves.png").exists(), "the comparison draws its own pictures"
     for png in (
         "digits_curves_examples.png",
         "digits_curves_time.png",

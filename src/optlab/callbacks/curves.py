@@ -4,9 +4,11 @@ W&B needed: train and validation loss and accuracy against examples seen, the le
 the largest gradient-to-weight ratio when `callbacks.grad_monitor` is on.
 
 `python train.py -m ...` also gets one overlay of every job's validation curves beside its summary
-table (`overlay`, called by optlab.multirun). The points go to `curves.jsonl` as they come (one row per logging step, per validation and per
-finished epoch), so a resumed run keeps the rows before its checkpoint and a killed one leaves
-what it had. Rank 0 writes.
+table (`overlay`, called by optlab.multirun). The points go to `curves.jsonl` as they come (one
+row per logging step, per validation and per finished epoch; each with step, examples_seen and
+seconds since this process started training), so a resumed run keeps the rows before its
+checkpoint and a killed one leaves what it had. Rank 0 writes. compare.py reads its validation
+rows (every `val/*` metric) as each run's learning curve, with `draw=false`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import time
 from pathlib import Path
 
 from lightning.pytorch import Callback
@@ -24,14 +27,19 @@ ROWS, PNG, HTML = "curves.jsonl", "curves.png", "curves.html"
 
 
 class Curves(Callback):
-    def __init__(self, dir: str):
-        self.dir = Path(dir)
+    def __init__(self, dir: str, draw: bool = True):
+        self.dir, self.draw = Path(dir), draw
         self._due = False
+        self._start = time.perf_counter()
 
     def _write(self, trainer, pl_module, **values) -> None:
         if not trainer.is_global_zero:
             return
-        row = {"step": trainer.global_step, "examples_seen": int(getattr(pl_module, "examples_seen", 0))}
+        row = {
+            "step": trainer.global_step,
+            "examples_seen": int(getattr(pl_module, "examples_seen", 0)),
+            "seconds": round(time.perf_counter() - self._start, 4),
+        }
         row.update({k: float(v) for k, v in values.items() if v is not None})
         with open(self.dir / ROWS, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -40,6 +48,7 @@ class Curves(Callback):
         return scalar_metrics(trainer.callback_metrics).get(name)
 
     def on_train_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
         if not trainer.is_global_zero:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +74,8 @@ class Curves(Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking and trainer.state.fn == "fit":
-            self._write(trainer, pl_module, **{k: self._metric(trainer, k) for k in ("val/loss", "val/acc")})
+            metrics = scalar_metrics(trainer.callback_metrics)
+            self._write(trainer, pl_module, **{k: v for k, v in metrics.items() if k.startswith("val/")})
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         if trainer.current_epoch > 0:  # the epoch before's train metrics are logged by now
@@ -73,7 +83,7 @@ class Curves(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._write(trainer, pl_module, **{k: self._metric(trainer, k) for k in ("train/loss", "train/acc")})
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self.draw:
             draw(read_rows(self.dir / ROWS), self.dir)
 
 

@@ -1,13 +1,13 @@
 """What a comparison needs from each run besides its final metrics: the learning curve, the time
 spent training, and the optimizer's state size.
 
-`CurveRecorder` (a Lightning callback, rank 0 writes) leaves in the run directory:
-- `curve.jsonl`: one line per validation (the sanity check excluded):
-  {"step", "examples_seen", "seconds" (wall time since training started), "metrics": {val/...}};
-- `fit.json` at the end of training: {"fit_s" (training + validation wall time), "params"
-  (trainable parameter count), "state_bytes" (the optimizer's state tensors), "steps",
-  "examples_seen"}.
-`configure_run` is the launch.Job hook that adds it (and the sweep's trial callback for a tuning
+- The learning curve is the run's own `curves.jsonl` (optlab.callbacks.Curves, which every run
+  has; here without its pictures): `read_curve` returns its validation rows as
+  {"step", "examples_seen", "seconds" (wall time since training started), "metrics": {val/...}}.
+- `FitCost` (a Lightning callback, rank 0 writes) leaves `fit.json` in the run directory at the
+  end of training: {"fit_s" (training + validation wall time), "params" (trainable parameter
+  count), "state_bytes" (the optimizer's state tensors), "steps", "examples_seen"}.
+`configure_run` is the launch.Job hook that adds both (and the sweep's trial callback for a tuning
 trial), so it works in whatever process trains the run.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
-from optlab.loggers.steps import scalar_metrics
+from optlab.callbacks.curves import ROWS, read_rows
 
-CURVE, FIT = "curve.jsonl", "fit.json"
+FIT = "fit.json"
 
 
 def _state_bytes(optimizer) -> int:
@@ -34,29 +34,13 @@ def _state_bytes(optimizer) -> int:
     return total
 
 
-class CurveRecorder(Callback):
-    def __init__(self, run_dir: str, prefix: str = "val/"):
-        self.dir, self.prefix = Path(run_dir), prefix
+class FitCost(Callback):
+    def __init__(self, run_dir: str):
+        self.dir = Path(run_dir)
         self._start: float | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
-        if trainer.is_global_zero:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / CURVE).write_text("")  # a re-run replaces, never appends to, a killed run's curve
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or self._start is None or not trainer.is_global_zero:
-            return
-        metrics = {k: v for k, v in scalar_metrics(trainer.callback_metrics).items() if k.startswith(self.prefix)}
-        row = {
-            "step": trainer.global_step,
-            "examples_seen": int(getattr(pl_module, "examples_seen", 0)),
-            "seconds": round(time.perf_counter() - self._start, 4),
-            "metrics": metrics,
-        }
-        with open(self.dir / CURVE, "a") as f:
-            f.write(json.dumps(row) + "\n")
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self._start is None or not trainer.is_global_zero:
@@ -69,30 +53,35 @@ class CurveRecorder(Callback):
             "steps": trainer.global_step,
             "examples_seen": int(getattr(pl_module, "examples_seen", 0)),
         }
+        self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / FIT).write_text(json.dumps(fit))
 
 
 def configure_run(cfg, run_dir: str, val_every: int | None = None, **trial) -> None:
-    """The launch.Job hook of every comparison run: the curve recorder, validation every
-    `val_every` steps (None: every epoch), and for a tuning trial the sweep's own hook."""
+    """The launch.Job hook of every comparison run: its curve (without pictures: the comparison
+    draws its own, over seeds), its cost, validation every `val_every` steps (None: every epoch),
+    and for a tuning trial the sweep's own hook."""
     from optlab.sweep.objective import configure_trial
 
     configure_trial(cfg, **trial)
     with open_dict(cfg):
         if cfg.get("callbacks") is None:
             cfg.callbacks = {}
-        cfg.callbacks.curve = {"_target_": f"{__name__}.CurveRecorder", "run_dir": run_dir}
-        cfg.callbacks.pop("curves", None)  # the comparison draws its own curves, over seeds
+        cfg.callbacks.curves = {"_target_": "optlab.callbacks.Curves", "dir": run_dir, "draw": False}
+        cfg.callbacks.fit_cost = {"_target_": f"{__name__}.FitCost", "run_dir": run_dir}
         if val_every:
             cfg.trainer.val_check_interval = int(val_every)
             cfg.trainer.check_val_every_n_epoch = None
 
 
 def read_curve(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / CURVE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The run's validations, in order: {"step", "examples_seen", "seconds", "metrics": {val/...}}."""
+    curve = []
+    for row in read_rows(Path(run_dir) / ROWS):
+        metrics = {k: v for k, v in row.items() if k.startswith("val/")}
+        if metrics:
+            curve.append({**{k: row[k] for k in ("step", "examples_seen", "seconds")}, "metrics": metrics})
+    return curve
 
 
 def read_fit(run_dir: str | Path) -> dict | None:

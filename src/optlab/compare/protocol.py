@@ -6,7 +6,7 @@ command on one folder at once and share the work):
     protocol.json                 what was asked (a resume with other settings is refused)
     tune.db                       the Optuna studies (sweep.py's machinery: storage, pruning, retries)
     tune/<task>/<candidate>/s<k>/trial-NNNN/     tuning runs (study k = sampler seed tune.seed + k)
-    eval/<task>/<candidate>/s<k>/seed-<seed>/    re-runs: outcome.json, curve.jsonl, fit.json
+    eval/<task>/<candidate>/s<k>/seed-<seed>/    re-runs: outcome.json, curves.jsonl, fit.json
     eval/<task>/<candidate>/s<k>/seed-<seed>.lock  held by the worker running it (workers.py)
     report.md, report.html, *.png  (optlab.compare.report)
 """
