@@ -40,7 +40,7 @@ class RichBar(RichProgressBar):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._metrics_due = True
-        self._epoch_started, self._finished = 0.0, None  # the log file's line of the last epoch
+        self._epoch = PendingEpochLine()  # the log file's line of each epoch
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
@@ -61,23 +61,20 @@ class RichBar(RichProgressBar):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._file_line_of_last_epoch(trainer)
         super().on_train_epoch_start(trainer, pl_module)
-        self._epoch_started = time.monotonic()
+        self._epoch.start()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        self._finished = (trainer.current_epoch, batches, time.monotonic() - self._epoch_started)
+        self._epoch.finish(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._file_line_of_last_epoch(trainer)  # the module's epoch-end metrics are logged by now
         super().on_train_end(trainer, pl_module)
 
     def _file_line_of_last_epoch(self, trainer) -> None:
-        if self._finished is not None:
-            epoch, batches, seconds = self._finished
-            metrics = self.get_metrics(trainer, trainer.lightning_module)
-            console_log.file_line(epoch_line(trainer, epoch, f"{batches} batches", seconds, metrics))
-        self._finished = None
+        line = self._epoch.take(trainer, self.get_metrics(trainer, trainer.lightning_module))
+        if line is not None:
+            console_log.file_line(line)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if not self.is_disabled and self.train_progress_bar_id is None:
@@ -92,12 +89,36 @@ def _without_version(metrics: dict) -> dict:
     return metrics
 
 
-class EpochLines(ProgressBar):
-    """A plain line per training epoch, and one every `every_s` seconds inside longer epochs.
+class PendingEpochLine:
+    """An epoch's line, written when the next epoch starts or training ends: Lightning calls the
+    LightningModule's on_train_epoch_end, which logs the epoch's train metrics, after the callbacks'."""
 
-    An epoch's line is printed when the next epoch starts (or training ends): Lightning calls the
-    LightningModule's on_train_epoch_end, which logs the epoch's train metrics, after the callbacks'.
-    """
+    def __init__(self):
+        self.started = 0.0
+        self._finished: tuple[int, int, float] | None = None  # (epoch, batches, seconds)
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+
+    def finish(self, trainer) -> None:
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        self._finished = (trainer.current_epoch, batches, time.monotonic() - self.started)
+
+    def drop(self) -> None:
+        self._finished = None
+
+    def take(self, trainer, metrics: dict) -> str | None:
+        """The finished epoch's line (None if there is none), once."""
+        if self._finished is None:
+            return None
+        epoch, batches, seconds = self._finished
+        self._finished = None
+        return epoch_line(trainer, epoch, f"{batches} batches", seconds, metrics)
+
+
+class EpochLines(ProgressBar):
+    """A plain line per training epoch (`PendingEpochLine`), and one every `every_s` seconds inside
+    longer epochs."""
 
     def __init__(self, every_s: float = 60.0):
         super().__init__()
@@ -105,8 +126,8 @@ class EpochLines(ProgressBar):
             raise ValueError(f"callbacks.progress_bar.every_s={every_s} must be >= 0 (0 or null: per epoch only)")
         self.every_s = every_s or 0.0
         self._enabled = True
-        self._epoch_start = self._last_line = 0.0
-        self._finished: tuple[int, int, float] | None = None  # (epoch, batches, seconds) not yet printed
+        self._epoch = PendingEpochLine()
+        self._last_line = 0.0
 
     def get_metrics(self, trainer, pl_module) -> dict:
         return _without_version(super().get_metrics(trainer, pl_module))
@@ -121,35 +142,34 @@ class EpochLines(ProgressBar):
     def enable(self) -> None:
         self._enabled = True
 
-    def _print_line(self, epoch: int, progress: str, seconds: float) -> None:
-        print(epoch_line(self.trainer, epoch, progress, seconds, self.get_metrics(self.trainer, None)), flush=True)
-
     def _flush_finished(self) -> None:
-        if self._finished is not None and self.is_enabled:
-            epoch, batches, seconds = self._finished
-            self._print_line(epoch, f"{batches} batches", seconds)
-        self._finished = None
+        line = self._epoch.take(self.trainer, self.get_metrics(self.trainer, None))
+        if line is not None and self.is_enabled:
+            print(line, flush=True)
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._flush_finished()
-        self._epoch_start = self._last_line = time.monotonic()
+        self._epoch.start()
+        self._last_line = self._epoch.started
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         if self.every_s and self.is_enabled and time.monotonic() - self._last_line >= self.every_s:
             self._last_line = time.monotonic()
             total = self.total_train_batches
             of = f"/{total}" if total != float("inf") else ""
-            self._print_line(trainer.current_epoch, f"{batch_idx + 1}{of} batches", self._last_line - self._epoch_start)
+            seconds, metrics = self._last_line - self._epoch.started, self.get_metrics(trainer, None)
+            print(
+                epoch_line(trainer, trainer.current_epoch, f"{batch_idx + 1}{of} batches", seconds, metrics), flush=True
+            )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-        self._finished = (trainer.current_epoch, batches, time.monotonic() - self._epoch_start)
+        self._epoch.finish(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._flush_finished()
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self._finished = None  # a failed run's last epoch is not finished
+        self._epoch.drop()  # a failed run's last epoch is not finished
 
 
 def epoch_line(trainer, epoch: int, progress: str, seconds: float, metrics: dict) -> str:
