@@ -27,7 +27,6 @@ from pathlib import Path
 from optlab.launch.layout import is_rank_zero
 
 OUTCOME = "outcome.json"
-STATUSES = ("ok", "config", "oom", "error", "crash", "timeout")
 
 
 @dataclass
