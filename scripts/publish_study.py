@@ -41,6 +41,9 @@ def machine() -> str:
 
 
 def main() -> None:
+    """Run the comparison (unless --no-run), then copy its report and PNGs from logs/compare/<name>/ under a
+    header line saying when, on what machine and at which commit its runs were made; a resumed run says
+    what it kept, and a --no-run redraw keeps the published run line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", help="a comparison of conf/compare/")
     parser.add_argument("--no-run", action="store_true", help="publish the existing logs/compare/<name>/")

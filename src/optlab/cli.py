@@ -97,6 +97,9 @@ def _explain(e: Exception, job: list[str]) -> str:
 
 
 def preflight(argv: list[str], config_dir: Path) -> None:
+    """Compose and validate each job of a command line (as Hydra will get it) before Hydra starts any;
+    exit 2 with one line at the first problem. Also gives Lightning srun's task layout
+    (`adopt_srun_layout`), and leaves Hydra reset for the real `@hydra.main`."""
     if any(a.split("=", 1)[0] in SKIP_FLAGS for a in argv):
         return  # Hydra's own informational modes
     from optlab.launch import LaunchError, adopt_srun_layout

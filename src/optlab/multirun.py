@@ -20,6 +20,9 @@ from optlab.launch import read_outcome, write_outcome
 
 
 class MultirunSummary(Callback):
+    """A Hydra callback (`hydra.callbacks.multirun_summary`): writes the outcome of a job Hydra failed before
+    optlab could, and the module docstring's table when the multirun ends."""
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs) -> None:
         """A job that failed before optlab's task could record it (e.g. in Hydra's job set-up)."""
         job_dir = Path(config.hydra.runtime.output_dir)

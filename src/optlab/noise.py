@@ -1,4 +1,4 @@
-"""Third-party lines that say nothing about the run, dropped by their exact text (never by
+"""Third-party lines that say nothing about the run, dropped by how their text starts (never by
 level or logger, so anything new still shows).
 
 - Lightning: its cloud adverts ("Tip: ..."), the GPU and TPU lines on machines without one, the
@@ -28,6 +28,9 @@ LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.
 
 
 class DropKnownNoise(logging.Filter):
+    """The filter `quiet_known_noise` puts on Lightning's rank-zero loggers: drops a record whose message
+    starts with one of DROPPED_PREFIXES."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(DROPPED_PREFIXES)
 

@@ -145,6 +145,8 @@ def check_devices(cfg: DictConfig) -> None:
 
 
 def check_checkpoint(cfg: DictConfig) -> None:
+    """`ckpt_path` (resume, or what train=false tests): a whole torch file that loads without running code
+    (mmapped: the tensors are not read) and holds a Lightning state_dict, so a bad one fails before training."""
     ckpt = cfg.get("ckpt_path")
     if not ckpt:
         return

@@ -27,6 +27,11 @@ def _norms(tensors: list[torch.Tensor]) -> list[float]:
 
 
 class GradientMonitor(Callback):
+    """The per-layer gradient numbers of the module docstring, logged as a callback (`callbacks.grad_monitor`).
+
+    Keeps the latest logged step's numbers in `last_stats`, which `callbacks.curves` records with its curve.
+    """
+
     def __init__(self, every_n_steps: int | None = None, per_layer: bool = True):
         """every_n_steps: None = every logging step; else a multiple of trainer.log_every_n_steps."""
         if every_n_steps is not None and every_n_steps < 1:
@@ -58,6 +63,8 @@ class GradientMonitor(Callback):
             raise ValueError(error)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        """Lightning calls this after AMP unscales the gradients and before it clips them, so the norms are
+        unscaled and unclipped. Only on steps the loggers write (with `every_n_steps`, every that many steps)."""
         step = logged_step(trainer)
         if not trainer.loggers or not logs_this_step(trainer):
             return

@@ -30,6 +30,9 @@ HALF_RANGE = 10**1.5  # default space: [default / 10^1.5, default * 10^1.5], 3 d
 
 @dataclass
 class Candidate:
+    """One entry of `candidates`: its training overrides, the name the report gives it (its `slug` names
+    its tuning and run directories), and its search space."""
+
     name: str
     overrides: list[str]
     space: dict | None = None  # None: from the optimizer (see module docstring)
@@ -41,6 +44,9 @@ class Candidate:
 
 @dataclass
 class Task:
+    """One entry of `tasks` (conf/task/<name>.yaml): its training overrides and its target, `metric` at least
+    `value` (at most when not `higher_is_better`); the report counts the examples and seconds to reach it."""
+
     name: str
     overrides: list[str]
     metric: str
@@ -50,6 +56,9 @@ class Task:
 
 @dataclass
 class Protocol:
+    """The whole comparison as `protocol` reads it from conf/compare.yaml: what is compared on which
+    tasks, the tuning and re-run budgets, and how pairs are tested; `dir` is its folder (<root>/<name>)."""
+
     name: str
     dir: Path
     candidates: list[Candidate]

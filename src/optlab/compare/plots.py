@@ -66,6 +66,9 @@ def curves(entries, task, x_key: str, xlabel: str, path: Path) -> Path | None:
 
 
 def time_to_target(entries, task, path: Path) -> Path | None:
+    """One bar per candidate: the median examples its finished re-runs took to reach the task's target, a 95%
+    bootstrap interval and how many reached it. A run that never did counts as inf, so a median that is inf
+    draws no bar ("median: never"). None when no candidate has a finished re-run."""
     plt = _pyplot()
     names, medians, errs, labels = [], [], [[], []], []
     for entry in entries:

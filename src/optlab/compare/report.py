@@ -76,6 +76,8 @@ def _curse(entry, metric: str) -> str:
 
 
 def task_blocks(p, task, entries, out: Path) -> list:
+    """One task's section as blocks (the tuples `render_md` and `render_html` draw): a row per candidate
+    (see the module docstring), the pairwise tests, and the task's pictures, written as PNGs into `out`."""
     metric = p.metric
     rows = []
     for e in entries:
@@ -207,6 +209,8 @@ def profile_blocks(p, entries_by_task, out: Path) -> list:
 
 
 def protocol_blocks(p, cells, cost: dict | None) -> list:
+    """The report's opening: what was compared and how (overrides, tuning and re-run budgets, statistics),
+    what the last invocation that ran runs cost (`cost`), and the command that redraws the report."""
     s = cells[0].settings
     candidates = "; ".join(c.name + " = " + " ".join(c.overrides) for c in p.candidates)
     tasks = "; ".join(t.name + " = " + " ".join(t.overrides) for t in p.tasks)

@@ -13,6 +13,9 @@ from optlab.compare import curve, stats
 
 @dataclass
 class Run:
+    """One re-run of a study's best configuration with one seed, read back from its run directory: the
+    outcome, its final metrics, its validation curve (curves.jsonl) and fit cost (fit.json, if any)."""
+
     study: int
     seed: int
     status: str  # launch outcome status, or "missing" (not run yet)
@@ -24,6 +27,9 @@ class Run:
 
 @dataclass
 class Tuning:
+    """One tuning study of a candidate, read back from its Optuna storage; `failure` says why there is no
+    best value (not tuned yet, or no trial completed)."""
+
     study: int
     best_value: float | None
     best_params: dict
@@ -71,6 +77,7 @@ def _finite(v) -> bool:
 
 
 def tuning_of(cell) -> Tuning | None:
+    """The cell's study as its storage holds it; None when the cell is not tuned (tune.trials=0 or an empty space)."""
     import optuna
 
     from optlab.sweep import study as studies
@@ -101,6 +108,8 @@ def tuning_of(cell) -> Tuning | None:
 
 
 def collect(p, cells) -> dict[tuple[str, str], Entry]:
+    """Every cell's tuning and re-runs, grouped per (task, candidate); a re-run without an outcome file is
+    "missing", and a study whose tuning found no best value has no re-runs to read."""
     from optlab.compare.protocol import eval_dir
 
     entries: dict[tuple[str, str], Entry] = {}

@@ -34,6 +34,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Interval:
+    """A point estimate and its interval at `level`, resting on `n` values; `mean` holds the median for
+    `median_ci`."""
+
     mean: float
     low: float
     high: float
@@ -83,6 +86,8 @@ def median_ci(values, level: float = 0.95, resamples: int = 10_000, seed: int = 
 
 @dataclass(frozen=True)
 class Test:
+    """A two-sided test of two samples (`welch` or `permutation_p`), with the sizes its p rests on."""
+
     difference: float  # mean(a) - mean(b)
     p: float
     method: str
@@ -172,6 +177,9 @@ def verdict(test: Test, alpha: float = 0.01, higher_is_better: bool = True, name
 
 @dataclass(frozen=True)
 class Reached:
+    """Where a run first met its target (`time_to_target`): examples seen, step and seconds; inf in all
+    three (`NEVER`) when it never did."""
+
     examples: float
     steps: float
     seconds: float

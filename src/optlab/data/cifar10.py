@@ -73,6 +73,10 @@ class CIFAR10Files(datasets.CIFAR10):
 
 
 class CIFAR10DataModule(SplitDataModule):
+    """`data=cifar10`: the training files split into train and validation (`val_size` images, chosen by
+    `split_seed`, not the run's seed, and never augmented), the test files as the test set.
+    `image_size=224 normalization=imagenet` feeds pretrained models."""
+
     def __init__(
         self,
         root: str = "data",

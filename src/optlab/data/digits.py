@@ -8,7 +8,7 @@ from optlab.data.base import SplitDataModule
 
 
 class ShiftAugmented(Dataset):
-    """Random shifts of up to one pixel: the augmentation that suits 8x8 digits."""
+    """Random shifts of up to `max_shift` pixels, rolled (what leaves one edge comes back at the other)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, max_shift: int = 1):
         self.images, self.labels, self.max_shift = images, labels, max_shift
@@ -23,6 +23,9 @@ class ShiftAugmented(Dataset):
 
 
 class DigitsDataModule(SplitDataModule):
+    """`data=digits`: the 1797 images split into test, validation and train by `split_seed` and
+    standardized with the training images' mean and std; `augment` adds `ShiftAugmented`'s shifts."""
+
     def __init__(
         self,
         batch_size: int = 64,

@@ -9,6 +9,9 @@ from optlab.data.base import SplitDataModule
 
 
 class SyntheticDataModule(SplitDataModule):
+    """`data=synthetic`: the module docstring's data, made in memory from `seed`; validation and test
+    (num_samples // 8 each) are drawn from other seeds than the training set, labelled by the same teacher."""
+
     def __init__(
         self,
         num_samples: int = 1024,

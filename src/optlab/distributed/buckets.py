@@ -217,6 +217,8 @@ class GradientBuckets:
 
     @torch.no_grad()
     def sync(self) -> None:
+        """After backward, a collective (every rank calls it at the same step): each `p.grad` becomes the mean
+        over the ranks, a view of its bucket slot (a copy with `as_bucket_view=False`), None where no rank had one."""
         used = [self._used(i) for i in range(len(self.params))]
         missing = not all(used)
         last = len(self.buckets) - 1

@@ -10,6 +10,10 @@ from lightning.pytorch.strategies import ModelParallelStrategy
 
 
 class FSDP2Strategy(ModelParallelStrategy):
+    """`strategy=fsdp`: Lightning's ModelParallelStrategy, data-parallel by default: tensor_parallel_size=1
+    (Lightning's "auto" is every device of a node) and data_parallel_size="auto" resolved to all ranks (over
+    the tensor-parallel size) when the environment is set up, not to the number of nodes."""
+
     def __init__(self, data_parallel_size="auto", tensor_parallel_size=1, **kwargs):
         super().__init__(data_parallel_size=data_parallel_size, tensor_parallel_size=tensor_parallel_size, **kwargs)
 

@@ -40,6 +40,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command's arguments, with the module docstring's "To run:" lines as examples; its errors raise
+    UsageError (one line, exit 2) instead of argparse's usage block."""
     p = _Parser(
         prog="python -m optlab.landscape",
         description="Optimizer paths on the 2-D test functions, as PNG (matplotlib) and HTML (plotly).",
@@ -82,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 @dataclass
 class Job:
+    """One optimizer on one function, as `plan` checked it: `hparams` hold the lr chosen (--lr for this
+    function, else --lr, else the function's own for the optimizer's family, else none: the optimizer's
+    default); `run` fills `path`."""
+
     fn: TestFunction
     optimizer: str
     cls: type

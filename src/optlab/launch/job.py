@@ -31,6 +31,9 @@ OUTCOME = "outcome.json"
 
 @dataclass
 class Job:
+    """One run as plain data (see the module docstring), so it reaches any process unchanged, as JSON or
+    pickled; `config()` composes its training config there."""
+
     overrides: list[str]  # everything after `python train.py` (hydra.searchpath=... too)
     run_dir: str
     config_name: str = "train"

@@ -20,6 +20,9 @@ class LaunchError(ValueError):
 
 @dataclass(frozen=True)
 class Layout:
+    """The layout torchrun or srun gave the processes (`external_layout`), which pre-flight checks
+    trainer.num_nodes and trainer.devices against."""
+
     launcher: str  # "torchrun" | "srun"
     nodes: int
     per_node: int

@@ -15,6 +15,9 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 
 class AppendingExperimentWriter(ExperimentWriter):
+    """Lightning's writer without the delete on open, and with a new header that is the union of the file's
+    and its own."""
+
     def _check_log_dir_exists(self) -> None:
         pass  # keep what is there: rows are appended, never dropped
 
@@ -26,6 +29,8 @@ class AppendingExperimentWriter(ExperimentWriter):
 
 
 class AppendingCSVLogger(CSVLogger):
+    """`logger=csv`: Lightning's CSVLogger writing through AppendingExperimentWriter."""
+
     @property
     @rank_zero_experiment
     def experiment(self) -> AppendingExperimentWriter:

@@ -16,6 +16,9 @@ from lightning.pytorch.loggers import WandbLogger
 
 
 class OptlabWandbLogger(WandbLogger):
+    """`logger=wandb` (made by `wandb_logger`): Lightning's WandbLogger with `examples_seen` as every
+    metric's x-axis, and `watch` / `watch_log_freq` as options that `optlab.run` applies to the model."""
+
     def __init__(self, *args, watch: str | None = None, watch_log_freq: int = 100, **kwargs):
         super().__init__(*args, **kwargs)
         self._wandb_init.pop("anonymous", None)  # Lightning always passes it; wandb warns it does nothing

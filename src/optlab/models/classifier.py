@@ -23,6 +23,10 @@ from optlab.optim import build_optimizer
 
 
 class ImageClassifier(L.LightningModule):
+    """`model=resnet_scratch` / `model=resnet_finetune` (`net` is the network): `optimizer` and `scheduler` are
+    partial constructors (the `optimizer` / `scheduler` groups) built in configure_optimizers over the strategy's
+    model, with `param_groups` as options to optlab.optim.build_optimizer."""
+
     # Set several times per step (Lightning sets _current_fx_name around each of ~20 hook calls), and
     # never a parameter, module or buffer: skip nn.Module.__setattr__'s checks for those (2 us each).
     _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "examples_seen", "_train_sums", "_train_count"})

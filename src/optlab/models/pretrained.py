@@ -46,6 +46,10 @@ def _cache_dir() -> Path:
 
 
 class PretrainedResNet(nn.Module):
+    """`model=resnet_finetune`'s net: the torchvision ResNet as `backbone` (its fc an Identity) and a new `head`.
+    `freeze=backbone` trains the head only, the backbone kept in eval mode so its BatchNorm statistics stay
+    the pretrained ones; `freeze=none` finetunes everything."""
+
     def __init__(
         self,
         arch: str = "resnet34",

@@ -9,6 +9,9 @@ from torch import nn
 
 
 class BasicBlock(nn.Module):
+    """ResNet-18/34's residual block: two 3x3 convs; with stride 2 (or a new width) the shortcut is a
+    1x1 conv + BN."""
+
     expansion = 1
 
     def __init__(self, in_ch: int, width: int, stride: int):
@@ -26,6 +29,8 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
+    """ResNet-50's residual block: 1x1 conv down to `width`, 3x3 (strided), 1x1 up to 4 x `width`."""
+
     expansion = 4
 
     def __init__(self, in_ch: int, width: int, stride: int):
@@ -55,6 +60,9 @@ BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 class ResNet(nn.Module):
+    """`model=resnet_scratch`'s net: stem, then stage i of `blocks[i]` blocks of `widths[i]` (stride 2 at the
+    start of every stage but the first), global average pooling and `head`."""
+
     def __init__(
         self,
         blocks=(2, 2, 2, 2),
@@ -84,7 +92,7 @@ class ResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        for b in self.blocks:  # zero-init the last BN of each residual branch: blocks start as identity
+        for b in self.blocks:  # zero-init each branch's last BN: blocks without a projection start as identity
             nn.init.zeros_((b.bn3 if isinstance(b, Bottleneck) else b.bn2).weight)
 
     def lr_layers(self) -> list[str]:

@@ -65,6 +65,8 @@ def param_groups(
     layer_decay: float | None = None,
     layers: list[Layer] | None = None,
 ) -> list[dict]:
+    """The module docstring's rules as param groups, one per (lr scale, decayed or not), each with its lr,
+    weight_decay and `param_names`. The options are `model.param_groups`; `build_optimizer` finds `layers`."""
     lr_scales = dict(lr_scales or {})
     if not layer_decay_ok(layer_decay):
         raise ValueError(f"param_groups.layer_decay={layer_decay} must be {LAYER_DECAY_RULE}")

@@ -35,6 +35,9 @@ FINGERPRINT = "optlab"
 
 @dataclass
 class Settings:
+    """The sweep's settings as `settings` read and checked them (sweep.yaml and the command line): all a worker
+    needs to run, resume and report trials. compare.py makes one per tuning study."""
+
     study_name: str
     storage: str
     n_trials: int
@@ -252,6 +255,9 @@ def fingerprint(s: Settings) -> dict:
 
 
 def open_study(s: Settings, create: bool = True):
+    """Create the study or join it (several workers, a resume); a stored study with another direction or other
+    training settings (the fingerprint) is refused, so one study never mixes two experiments. create=False:
+    open an existing one only (report=only)."""
     import optuna
 
     storage = studies.make_storage(s.storage)

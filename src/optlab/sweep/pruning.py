@@ -28,6 +28,9 @@ EPOCHS = "epochs"
 
 
 class OptunaTrialCallback(Callback):
+    """The module docstring's callback, added as `callbacks.optuna_trial` to each trial's config by
+    optlab.sweep.objective.configure_trial; `stopped` holds why it stopped the trial, if it did."""
+
     def __init__(
         self,
         storage: str,

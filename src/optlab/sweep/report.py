@@ -76,6 +76,8 @@ def rerun(study, s, trial, seed: int) -> dict:
 
 
 def write_csv(study, path: Path, metric: str) -> None:
+    """trials.csv: every trial whatever its state, with its params, epochs, seconds, why it was pruned,
+    failed or lost, and its run dir."""
     trials = study.get_trials(deepcopy=False)
     names = sorted({p for t in trials for p in t.params})
     with open(path, "w", newline="") as f:
@@ -153,6 +155,8 @@ def _html(
 
 
 def write_report(study, s) -> Path:
+    """Train the re-runs of the top `sweep.top_k` trials that the study has not cached yet, then write the
+    module docstring's files into `sweep.dir` (returned) and print the top trials."""
     from rich.console import Console
     from rich.table import Table
 

@@ -29,6 +29,9 @@ TYPES = ("float", "int", "categorical")
 
 @dataclass(frozen=True)
 class Param:
+    """One entry of the space as `parse_param` checked it: its Optuna distribution, when it is sampled
+    (`when`, else `otherwise`), and whether its value is passed on as an override."""
+
     name: str
     type: str
     low: float | int | None = None
@@ -81,6 +84,8 @@ def _number(v) -> bool:
 
 
 def parse_param(name: str, spec, earlier: dict[str, Param]) -> Param:
+    """One entry read and checked (its type inferred from low/high or choices when not given); `when` may name
+    only the `earlier` entries. Any problem is one ConfigError naming `sweep.space.<name>`."""
     spec = _plain(spec)
     if not isinstance(spec, dict):
         raise _bad(
@@ -159,6 +164,9 @@ def parse_param(name: str, spec, earlier: dict[str, Param]) -> Param:
 
 @dataclass
 class SearchSpace:
+    """`sweep.space` (or a compare candidate's space) as Params, in the YAML's order, which `when` relies on:
+    samples a trial's values and writes them as Hydra overrides."""
+
     params: list[Param]
 
     @classmethod
