@@ -12,6 +12,7 @@ on DTensor params. About 30 s on 2 cores.
 """
 
 import copy
+import inspect
 import io
 import math
 import random
@@ -23,6 +24,7 @@ from torch import nn
 from optlab.optim.adam import Adam
 from optlab.optim.adamw import AdamW
 from optlab.optim.lion import Lion
+from optlab.optim.muon import Muon
 from optlab.optim.rmsprop import RMSprop
 from optlab.optim.sgd import SGD
 
@@ -365,9 +367,80 @@ def test_bad_arguments(cls, kwargs, message):
 
 
 @pytest.mark.parametrize("cls", list(RICH), ids=lambda c: c.__name__)
-def test_torch_only_switches_are_not_silently_accepted(cls):
-    with pytest.raises(TypeError):
-        cls([nn.Parameter(torch.zeros(2))], foreach=True)
+def test_torch_switches_run_at_their_defaults_and_the_rest_are_refused(cls):
+    """Code written for torch.optim passes foreach/fused/differentiable/capturable: ours runs it
+    unchanged where it does the same (foreach, whatever its value), and refuses the rest with a
+    ValueError saying what to use instead."""
+    data = batches(3, torch.float32)
+    reference = make_model(torch.float32)
+    train(reference, cls(reference.parameters(), **RICH[cls]), data)
+    for switches in (
+        dict(foreach=None, fused=None, differentiable=False, capturable=False),
+        dict(foreach=False, fused=False),
+        dict(foreach=True),
+    ):
+        model = make_model(torch.float32)
+        train(model, cls(model.parameters(), **RICH[cls], **switches), data)
+        assert model_err(model, reference) == 0, switches
+    for switch, says in (("fused", "fused kernel"), ("differentiable", "no_grad"), ("capturable", "CUDA graphs")):
+        with pytest.raises(ValueError, match=f"{cls.__name__}\\({switch}=True\\): ours .*{says}"):
+            cls([nn.Parameter(torch.zeros(2))], **{switch: True})
+
+
+@pytest.mark.parametrize("ours,theirs", TORCH_CASES, ids=[c[0].__name__ for c in TORCH_CASES])
+def test_tensor_lr_and_betas_match_torch(ours, theirs):
+    """A 1-element tensor lr (and betas) trains as torch's does; malformed ones fail at construction
+    with torch's exception and message."""
+    data = batches(20, torch.float32)
+    kwargs = dict(RICH[ours], lr=torch.tensor(RICH[ours]["lr"]))
+    if "betas" in inspect.signature(ours).parameters:
+        kwargs["betas"] = (torch.tensor(0.9), torch.tensor(0.99))
+    results = []
+    for cls in (ours, theirs):
+        model = make_model(torch.float32)
+        opt = cls(groups_of(model, [{}, {"lr": torch.tensor(RICH[ours]["lr"] / 2)}]), **kwargs)
+        train(model, opt, data)
+        results.append((model, opt))
+    assert max_rel_err(*results[0], *results[1]) <= TOL[torch.float32]
+    bad = [(dict(lr=torch.tensor([1e-3, 2e-3])), "Tensor lr must be 1-element")]
+    if "betas" in kwargs:
+        bad += [
+            (dict(betas=(0.9, torch.tensor(0.99))), "betas must be either both floats or both Tensors"),
+        ]
+        with pytest.raises(ValueError, match=r"Tensor betas\[0\] must be 1-element"):  # torch: RuntimeError (ambiguous)
+            ours([nn.Parameter(torch.zeros(2))], betas=(torch.tensor([0.9, 0.8]), torch.tensor(0.99)))
+    for args, message in bad:
+        for cls in (ours, theirs):
+            with pytest.raises(ValueError, match=message):
+                cls([nn.Parameter(torch.zeros(2))], **args)
+
+
+@pytest.mark.parametrize("cls", [*RICH, Muon], ids=lambda c: c.__name__)
+def test_a_step_that_raises_changes_nothing(cls):
+    """Every group is checked before any is updated: a bad gradient or lr in the last group leaves
+    the parameters and the state of the first ones as they were."""
+    model = make_model(torch.float32)
+    opt = cls(groups_of(model, [{}, {}]), **RICH.get(cls, {}))
+    train(model, opt, batches(2, torch.float32))
+    last = opt.param_groups[-1]["params"][0]
+    for breaks in ("sparse", "lr"):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(batches(1, torch.float32)[0][0]), torch.zeros(8, dtype=torch.long)).backward()
+        before = copy.deepcopy((model.state_dict(), opt.state_dict()))
+        if breaks == "sparse":
+            last.grad = last.grad.to_sparse()
+        else:
+            lr = opt.param_groups[-1]["lr"]
+            opt.param_groups[-1]["lr"] = torch.tensor([lr, lr])
+        with pytest.raises((RuntimeError, ValueError), match="sparse|Tensor lr must be 1-element"):
+            opt.step()
+        after = (model.state_dict(), opt.state_dict())
+        if breaks == "lr":
+            opt.param_groups[-1]["lr"] = lr
+        for a, b in zip(before[0].values(), after[0].values()):
+            assert torch.equal(a, b)
+        for p, state in before[1]["state"].items():
+            assert all(torch.equal(v, after[1]["state"][p][k]) for k, v in state.items()), p
 
 
 @pytest.mark.parametrize("cls", list(RICH), ids=lambda c: c.__name__)

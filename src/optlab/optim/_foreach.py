@@ -34,6 +34,20 @@ def params_with_grad(group: dict, name: str) -> tuple[list[Tensor], list[Tensor]
     return params, grads
 
 
+def grads_of_groups(optimizer: Optimizer) -> list[tuple[dict, list[Tensor], list[Tensor]]]:
+    """(group, params with a gradient, their gradients) for every group, all checked before any
+    group is updated, so a step that raises (a sparse or complex gradient, a tensor lr of several
+    elements set on a group) leaves the parameters and the state as they were."""
+    from optlab.optim.hyperparameters import check_tensor_hyperparameters
+
+    name = type(optimizer).__name__
+    out = []
+    for group in optimizer.param_groups:
+        check_tensor_hyperparameters(group.get("lr"), group.get("betas"))
+        out.append((group, *params_with_grad(group, name)))
+    return out
+
+
 def new_step() -> Tensor:
     """The per-parameter step counter: a float32 CPU scalar, as torch keeps it (no device sync
     to read it, and a checkpoint written by torch's optimizer loads unchanged)."""

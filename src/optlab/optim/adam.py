@@ -26,12 +26,12 @@ from optlab.optim._foreach import (
     by_device_and_dtype,
     cache_blocks,
     effective_grads,
+    grads_of_groups,
     new_step,
-    params_with_grad,
     plain,
     run_compiled,
 )
-from optlab.optim.hyperparameters import check
+from optlab.optim.hyperparameters import check, check_torch_switches, value
 
 
 def adam_update(
@@ -42,9 +42,9 @@ def adam_update(
     max_exp_avg_sqs: list[Tensor],
     steps: list[Tensor],
     *,
-    lr: float,
-    beta1: float,
-    beta2: float,
+    lr: float | Tensor,
+    beta1: float | Tensor,
+    beta2: float | Tensor,
     eps: float,
     weight_decay: float,
     decoupled_weight_decay: bool,
@@ -58,24 +58,26 @@ def adam_update(
     `amsgrad` is False. `steps` holds each param's step count as a scalar tensor *before*
     this update: this function increments it (so state starts at 0, as in torch).
     `grads` are not modified. Tensors may live on several devices/dtypes; they are grouped.
+    A tensor lr or beta gives the per-step scalars in its own dtype, as torch's step computes them.
     """
     for p, g, m, v, v_max, t in by_device_and_dtype(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps):
         torch._foreach_add_(t, 1.0)
         # Bias corrections depend on each param's own step, so they are per-tensor scalars.
         # The step lives on the CPU: reading it costs no device sync.
         step_values = [s.item() for s in t]
-        step_sizes = [-lr / (1 - beta1**s) for s in step_values]
-        bc2_sqrts = [(1 - beta2**s) ** 0.5 for s in step_values]
+        step_sizes = [float(-lr / (1 - beta1**s)) for s in step_values]
+        bc2_sqrts = [float((1 - beta2**s) ** 0.5) for s in step_values]
+        decay, one_minus_beta1, b2, one_minus_beta2 = map(float, (1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2))
 
         blocks = cache_blocks(p, g, m, v, v_max, step_sizes, bc2_sqrts)
         for p, g, m, v, v_max, step_sizes, bc2_sqrts in blocks:
             if decoupled_weight_decay and weight_decay != 0:
-                torch._foreach_mul_(p, 1 - lr * weight_decay)
+                torch._foreach_mul_(p, decay)
             g = effective_grads(g, p, maximize, 0.0 if decoupled_weight_decay else weight_decay)
 
-            torch._foreach_lerp_(m, g, 1 - beta1)  # m + (1 - beta1) * (g - m)
-            torch._foreach_mul_(v, beta2)
-            torch._foreach_addcmul_(v, g, g, 1 - beta2)
+            torch._foreach_lerp_(m, g, one_minus_beta1)  # m + (1 - beta1) * (g - m)
+            torch._foreach_mul_(v, b2)
+            torch._foreach_addcmul_(v, g, g, one_minus_beta2)
             del g  # drop any negated/decayed copy of the grads before denom is allocated: lower peak memory
 
             if amsgrad:
@@ -123,7 +125,7 @@ def adam_compiled(params: list[Tensor], grads: list[Tensor], states: list[dict],
     optimizer state) aligned with `params`."""
     steps = [s["step"] for s in states]
     torch._foreach_add_(steps, 1.0)
-    lr, wd, (beta1, beta2) = group["lr"], group["weight_decay"], group["betas"]
+    lr, wd, (beta1, beta2) = value(group["lr"]), group["weight_decay"], map(value, group["betas"])
     decay = 1 - lr * wd if group["decoupled_weight_decay"] else wd
     scalars = [
         [decay, 1 - beta1, beta2, 1 - beta2, group["eps"], (1 - beta2**t) ** 0.5, -lr / (1 - beta1**t)]
@@ -167,7 +169,12 @@ class Adam(Optimizer):
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
         compiled: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        differentiable: bool = False,
+        capturable: bool = False,
     ) -> None:
+        check_torch_switches(type(self).__name__, foreach, fused, differentiable, capturable)
         check(lr=lr, eps=eps, betas=betas, weight_decay=weight_decay)
         defaults = dict(
             lr=lr,
@@ -197,8 +204,7 @@ class Adam(Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, type(self).__name__)
+        for group, params, grads in grads_of_groups(self):
             for p in params:
                 state = self.state[p]
                 if not state:  # lazy init: state exists only for params that got a gradient

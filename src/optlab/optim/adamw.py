@@ -26,6 +26,10 @@ class AdamW(Adam):
         *,
         maximize: bool = False,
         compiled: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        differentiable: bool = False,
+        capturable: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -37,6 +41,10 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
             compiled=compiled,
+            foreach=foreach,
+            fused=fused,
+            differentiable=differentiable,
+            capturable=capturable,
         )
 
     def __setstate__(self, state: dict) -> None:

@@ -6,6 +6,8 @@ config by building its optimizer on one small tensor, so the constructor stays t
 each rule, and a fork's own optimizer is checked by its own constructor too.
 """
 
+from torch import Tensor
+
 
 class HyperparameterError(ValueError):
     """A bad optimizer argument: `name` is the argument, `must` what it must be."""
@@ -42,6 +44,7 @@ BETAS_RULE = "two numbers in [0, 1)"
 
 def check(**arguments) -> None:
     """Raise HyperparameterError for the first argument that breaks its rule (`betas`: two in [0, 1))."""
+    check_tensor_hyperparameters(arguments.get("lr"), arguments.get("betas"))
     for name, value in arguments.items():
         if name == "betas":
             check_betas(value)
@@ -61,3 +64,42 @@ def check_betas(betas, name: str = "betas") -> None:
     for i, beta in enumerate(betas):
         if not _in_0_1(beta):
             raise HyperparameterError(f"Invalid beta parameter at index {i}: {beta}", name, BETAS_RULE)
+
+
+def check_tensor_hyperparameters(lr, betas=None) -> None:
+    """torch's rules for tensor-valued lr and betas, with torch's messages: one element each, and
+    betas both floats or both tensors. Ours read them as Python numbers at every step."""
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        raise HyperparameterError("Tensor lr must be 1-element", "lr", "a number >= 0 or a 1-element tensor")
+    if betas is None or len(betas) != 2:
+        return
+    if not all(isinstance(b, float) for b in betas) and not all(isinstance(b, Tensor) for b in betas):
+        raise HyperparameterError("betas must be either both floats or both Tensors", "betas", BETAS_RULE)
+    for i, beta in enumerate(betas):
+        if isinstance(beta, Tensor) and beta.numel() != 1:
+            raise HyperparameterError(f"Tensor betas[{i}] must be 1-element", "betas", BETAS_RULE)
+
+
+def value(x):
+    """A hyperparameter as the Python number the update uses (a 1-element tensor is read here)."""
+    return x.item() if isinstance(x, Tensor) else x
+
+
+def check_torch_switches(name: str, foreach=None, fused=None, differentiable=False, capturable=False) -> None:
+    """torch.optim's implementation switches, accepted at what ours does so torch code runs as is.
+
+    `foreach` any value: ours always runs the multi-tensor (foreach) math, equal to torch's for-loop
+    path bit for bit on CPU. The rest only at their defaults; a ValueError says what to use instead.
+    """
+    if fused:
+        raise ValueError(
+            f"{name}(fused=True): ours has no fused kernel; it runs torch._foreach ops "
+            "(compiled=True fuses them through torch.compile), or use torch.optim's"
+        )
+    if differentiable:
+        raise ValueError(f"{name}(differentiable=True): ours steps under no_grad; use torch.optim's to differentiate")
+    if capturable:
+        raise ValueError(
+            f"{name}(capturable=True): ours keeps the step count on the CPU, which CUDA graphs cannot "
+            "capture; use torch.optim's"
+        )

@@ -19,8 +19,14 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import by_device_and_dtype, cache_blocks, params_with_grad, plain, run_compiled
-from optlab.optim.hyperparameters import check
+from optlab.optim._foreach import (
+    by_device_and_dtype,
+    cache_blocks,
+    grads_of_groups,
+    plain,
+    run_compiled,
+)
+from optlab.optim.hyperparameters import check, check_torch_switches, value
 
 
 def lion_update(
@@ -75,7 +81,12 @@ class Lion(Optimizer):
         *,
         maximize: bool = False,
         compiled: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        differentiable: bool = False,
+        capturable: bool = False,
     ) -> None:
+        check_torch_switches(type(self).__name__, foreach, fused, differentiable, capturable)
         check(lr=lr, betas=betas, weight_decay=weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
@@ -94,14 +105,13 @@ class Lion(Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "Lion")
+        for group, params, grads in grads_of_groups(self):
             for p in params:
                 if not self.state[p]:  # lazy init: state exists only for params with a gradient
                     self.state[p]["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            beta1, beta2 = group["betas"]
+            beta1, beta2 = map(value, group["betas"])
             if self.compiled and plain(params):
-                lr, wd = group["lr"], group["weight_decay"]
+                lr, wd = value(group["lr"]), group["weight_decay"]
                 run_compiled(
                     lion_kernel,
                     [params, grads, [self.state[p]["exp_avg"] for p in params]],
@@ -114,7 +124,7 @@ class Lion(Optimizer):
                     params,
                     grads,
                     [self.state[p]["exp_avg"] for p in params],
-                    lr=group["lr"],
+                    lr=value(group["lr"]),
                     beta1=beta1,
                     beta2=beta2,
                     weight_decay=group["weight_decay"],

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import by_device_and_dtype, new_step, params_with_grad
+from optlab.optim._foreach import by_device_and_dtype, grads_of_groups, new_step
 from optlab.optim.adam import adam_update
 from optlab.optim.hyperparameters import HyperparameterError
 
@@ -274,8 +274,7 @@ class Muon(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "Muon")
+        for group, params, grads in grads_of_groups(self):
             if params:
                 (self._muon_step if group["use_muon"] else self._adamw_step)(group, params, grads)
         return loss
@@ -283,8 +282,6 @@ class Muon(Optimizer):
     def _muon_step(self, group: dict, params: list[Tensor], grads: list[Tensor]) -> None:
         bufs = []
         for p, g in zip(params, grads):
-            if torch.is_complex(p):
-                raise RuntimeError("Muon does not support complex parameters")
             state = self.state[p]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(g, memory_format=torch.preserve_format)

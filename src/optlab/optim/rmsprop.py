@@ -27,12 +27,12 @@ from optlab.optim._foreach import (
     by_device_and_dtype,
     cache_blocks,
     effective_grads,
+    grads_of_groups,
     new_step,
-    params_with_grad,
     plain,
     run_compiled,
 )
-from optlab.optim.hyperparameters import check
+from optlab.optim.hyperparameters import check, check_torch_switches, value
 
 
 def rmsprop_update(
@@ -131,7 +131,12 @@ class RMSprop(Optimizer):
         *,
         maximize: bool = False,
         compiled: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        differentiable: bool = False,
+        capturable: bool = False,
     ) -> None:
+        check_torch_switches(type(self).__name__, foreach, fused, differentiable, capturable)
         check(lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         defaults = dict(
             lr=lr,
@@ -161,8 +166,7 @@ class RMSprop(Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "RMSprop")
+        for group, params, grads in grads_of_groups(self):
             momentum, centered = group["momentum"], group["centered"]
             for p in params:
                 state = self.state[p]
@@ -187,7 +191,7 @@ class RMSprop(Optimizer):
                         [s.get("grad_avg") for s in states],
                         [s.get("momentum_buffer") for s in states],
                     ],
-                    [[group["lr"], alpha, 1 - alpha, group["eps"], group["weight_decay"], momentum]],
+                    [[value(group["lr"]), alpha, 1 - alpha, group["eps"], group["weight_decay"], momentum]],
                     centered=centered,
                     momentum=momentum > 0,
                     weight_decay=group["weight_decay"] != 0,
@@ -201,7 +205,7 @@ class RMSprop(Optimizer):
                     [s["grad_avg"] for s in states] if centered else [],
                     [s["momentum_buffer"] for s in states] if momentum > 0 else [],
                     [s["step"] for s in states],
-                    lr=group["lr"],
+                    lr=value(group["lr"]),
                     alpha=group["alpha"],
                     eps=group["eps"],
                     weight_decay=group["weight_decay"],

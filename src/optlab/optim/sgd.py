@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import cache_blocks, effective_grads, params_with_grad, plain, run_compiled
-from optlab.optim.hyperparameters import check
+from optlab.optim._foreach import cache_blocks, effective_grads, grads_of_groups, plain, run_compiled
+from optlab.optim.hyperparameters import check, check_torch_switches, value
 
 
 def sgd_update(
@@ -106,7 +106,12 @@ class SGD(Optimizer):
         *,
         maximize: bool = False,
         compiled: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        differentiable: bool = False,
+        capturable: bool = False,
     ) -> None:
+        check_torch_switches(type(self).__name__, foreach, fused, differentiable, capturable)
         check(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(
@@ -139,13 +144,12 @@ class SGD(Optimizer):
             with torch.enable_grad():
                 loss = closure()
 
-        for group in self.param_groups:
-            params, grads = params_with_grad(group, "SGD")
+        for group, params, grads in grads_of_groups(self):
             use_buffers = group["momentum"] != 0
             bufs = [self.state[p].get("momentum_buffer") for p in params] if use_buffers else []
             # The compiled kernel needs the buffers: a param's first step goes through sgd_update.
             if self.compiled and all(b is not None for b in bufs) and plain(params):
-                hyper = [group["lr"], group["momentum"], 1 - group["dampening"], group["weight_decay"]]
+                hyper = [value(group["lr"]), group["momentum"], 1 - group["dampening"], group["weight_decay"]]
                 run_compiled(
                     sgd_kernel,
                     [params, grads, bufs or [None] * len(params)],
@@ -160,7 +164,7 @@ class SGD(Optimizer):
                     params,
                     grads,
                     bufs,
-                    lr=group["lr"],
+                    lr=value(group["lr"]),
                     momentum=group["momentum"],
                     dampening=group["dampening"],
                     weight_decay=group["weight_decay"],
