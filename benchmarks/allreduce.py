@@ -1,5 +1,8 @@
 """Bus bandwidth of our all_reduce (naive, tree, ring) next to torch.distributed.all_reduce on gloo.
 
+Latest (2026-11-23 06:46 UTC, AMD EPYC, 2 logical CPUs): ring / gloo bus bandwidth 1.00x, 1.29x,
+1.19x at 16 MiB, 64 MiB, 256 MiB with 2 processes (target >= 0.8x: met); see docs/benchmarks.md.
+
 For each world size (default 2 and 4 processes on this machine, gloo over TCP loopback) and each
 tensor size (float32, 4 KiB to --max-mb MiB in powers of 4), the four implementations are timed
 side by side in the same process group: after one warm-up call of each, --repeats rounds, each
@@ -23,7 +26,7 @@ Target (issue 4): ring >= 0.8x gloo's busbw for tensors from 16 MiB up with 2 pr
 To run (about 3-4 minutes on 2 CPU cores; peak memory about 1.5 x max-mb per process):
     python benchmarks/allreduce.py
     python benchmarks/allreduce.py --world-sizes 2 3 4 --max-mb 64 --repeats 7
-    python benchmarks/allreduce.py
+    python benchmarks/allreduce.py --docs   # also into docs/benchmarks.md and the Latest line above
 """
 
 import argparse
@@ -37,19 +40,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
-import _report  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]  # `python benchmarks/x.py` puts only benchmarks/ on the path
+from benchmarks import _harness, _report  # noqa: E402
+from benchmarks._report import fmt_bytes, fmt_ratio, fmt_seconds  # noqa: E402
 
 IMPLS = ("naive", "tree", "ring", "gloo")
 TARGET_RATIO, TARGET_FROM = 0.8, 16 * 2**20
-
-
-def _fmt_bytes(b: int) -> str:
-    return f"{b // 2**20} MiB" if b >= 2**20 else f"{b // 2**10} KiB"
-
-
-def _fmt_time(s: float) -> str:
-    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def worker(rank: int, world: int, store: str, sizes: list[int], repeats: int, min_time: float, out: str):
@@ -67,11 +63,9 @@ def worker(rank: int, world: int, store: str, sizes: list[int], repeats: int, mi
     def timed(fn, x, iters):
         """(seconds per call of the slowest rank, CPU seconds per call summed over ranks)."""
         dist.barrier()
-        t0, c0 = time.perf_counter(), time.process_time()  # process time: all threads, gloo's too
-        for _ in range(iters):
-            fn(x)
-        wall = torch.tensor([(time.perf_counter() - t0) / iters], dtype=torch.float64)
-        cpu = torch.tensor([(time.process_time() - c0) / iters], dtype=torch.float64)
+        own = _harness.time_calls(lambda: fn(x), iters)
+        wall = torch.tensor([own.wall_s], dtype=torch.float64)
+        cpu = torch.tensor([own.cpu_s], dtype=torch.float64)
         dist.all_reduce(wall, op=dist.ReduceOp.MAX)
         dist.all_reduce(cpu)
         return wall.item(), cpu.item()
@@ -82,16 +76,15 @@ def worker(rank: int, world: int, store: str, sizes: list[int], repeats: int, mi
         first = {name: timed(fn, x, 1)[0] for name, fn in calls.items()}  # warm-up, and a guess of the time
         iters = max(1, min(2000, round(min_time / max(first.values()))))
         times, cpus = {name: [] for name in IMPLS}, {name: [] for name in IMPLS}
-        for r in range(repeats):
-            for name in IMPLS[r % 4 :] + IMPLS[: r % 4]:
-                wall, cpu = timed(calls[name], x, iters)
-                times[name].append(wall)
-                cpus[name].append(cpu)
+        for _, name in _harness.interleaved(IMPLS, repeats):
+            wall, cpu = timed(calls[name], x, iters)
+            times[name].append(wall)
+            cpus[name].append(cpu)
         results.append({"bytes": size, "iters": iters, "times": times, "cpus": cpus})
         if rank == 0:
             print(
-                f"  N={world} {_fmt_bytes(size):>8}: "
-                + "  ".join(f"{n} {_fmt_time(statistics.median(t))}" for n, t in times.items()),
+                f"  N={world} {fmt_bytes(size):>8}: "
+                + "  ".join(f"{n} {fmt_seconds(statistics.median(t))}" for n, t in times.items()),
                 flush=True,
             )
         del x
@@ -163,43 +156,46 @@ def main() -> None:
             med = {n: statistics.median(t) for n, t in times.items()}
             bw = {n: busbw(size, med[n], world) for n in IMPLS}
             # ring / gloo within each round (timed back to back, so slow drifts of the load cancel)
-            ratios[world, size] = statistics.median(g / r for g, r in zip(times["gloo"], times["ring"]))
+            ratios[world, size] = statistics.median(_harness.paired_ratios(times["gloo"], times["ring"]))
             fastest[world, size] = max(IMPLS, key=bw.get)
-            spread = max(max(t) / min(t) - 1 for t in times.values())
+            spread = max(_harness.spread(t) for t in times.values())
             cpu = {n: statistics.median(c) for n, c in res["cpus"].items()}
             rows.append(
                 [
                     world,
-                    _fmt_bytes(size),
+                    fmt_bytes(size),
                     *(f"{bw[n]:.3f}" if bw[n] < 1 else f"{bw[n]:.2f}" for n in IMPLS),
-                    f"{ratios[world, size]:.2f}x",
+                    fmt_ratio(ratios[world, size]),
                     fastest[world, size],
-                    _fmt_time(med["gloo"]),
+                    fmt_seconds(med["gloo"]),
                     f"{spread * 100:.0f}%",
-                    _fmt_time(cpu["gloo"]),
-                    f"{cpu['ring'] / cpu['gloo']:.2f}x",
+                    fmt_seconds(cpu["gloo"]),
+                    fmt_ratio(cpu["ring"] / cpu["gloo"]),
                 ]
             )
         print(f"{world} processes: {time.time() - t0:.0f} s", flush=True)
-    text = _report.table(headers, rows)
+    text = _report.Table(headers, rows)
 
     checked = [(size, ratios[2, size]) for size in sizes if size >= TARGET_FROM and (2, size) in ratios]
     if checked:
         worst_size, worst = min(checked, key=lambda c: c[1])
-        met = worst >= TARGET_RATIO
+        met = "met" if worst >= TARGET_RATIO else "not met"
+        ratios_text = ", ".join(fmt_ratio(r) for _, r in checked)
+        sizes_text = ", ".join(fmt_bytes(s) for s, _ in checked)
         verdict = (
             f"Target ring >= {TARGET_RATIO}x gloo's busbw from 16 MiB up with 2 processes: "
-            f"**{'met' if met else 'not met'}** (ring / gloo {', '.join(f'{r:.2f}x' for _, r in checked)} "
-            f"for {', '.join(_fmt_bytes(s) for s, _ in checked)}; "
-            f"lowest {worst:.2f}x at {_fmt_bytes(worst_size)})."
+            f"**{met}** (ring / gloo {ratios_text} for {sizes_text}; lowest {fmt_ratio(worst)} at {fmt_bytes(worst_size)})."
         )
+        headline = f"ring / gloo bus bandwidth {ratios_text} at {sizes_text} with 2 processes (target >= {TARGET_RATIO}x: {met})"
     else:
         verdict = "Target not checked: the run had no 2-process sizes of 16 MiB or more."
-    wins = "; ".join(
-        f"N={w}: " + ", ".join(f"{_fmt_bytes(s)} {fastest[w, s]}" for s in sizes) for w in args.world_sizes
-    )
+        headline = (
+            f"ring / gloo bus bandwidth {fmt_ratio(min(ratios.values()))} to {fmt_ratio(max(ratios.values()))} "
+            "(target not checked: no 2-process size of 16 MiB or more)"
+        )
+    wins = "; ".join(f"N={w}: " + ", ".join(f"{fmt_bytes(s)} {fastest[w, s]}" for s in sizes) for w in args.world_sizes)
     setup = (
-        f"float32 tensors, sizes {_fmt_bytes(sizes[0])} to {_fmt_bytes(sizes[-1])}; world sizes "
+        f"float32 tensors, sizes {fmt_bytes(sizes[0])} to {fmt_bytes(sizes[-1])}; world sizes "
         f"{', '.join(map(str, args.world_sizes))} (processes on one machine, gloo over TCP loopback, one torch "
         f"thread each; more processes than CPU cores means oversubscribed); {args.repeats} rounds per size, each "
         f"timing naive, tree, ring and gloo once in rotating order after a warm-up call of each; a timing is "
@@ -216,7 +212,15 @@ def main() -> None:
         f"`torch.distributed.all_reduce` on gloo, same process group, side by side. {setup}\n\n{text}\n\n"
         f"{verdict}\n\nFastest per size: {wins}.\n"
     )
-    _report.publish(args, "All-reduce bus bandwidth: naive / tree / ring vs gloo", body, started, load_before)
+    _report.publish(
+        args,
+        "All-reduce bus bandwidth: naive / tree / ring vs gloo",
+        body,
+        started,
+        load_before,
+        headline=headline,
+        table=text,
+    )
 
 
 if __name__ == "__main__":

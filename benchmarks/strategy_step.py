@@ -1,5 +1,9 @@
 """Seconds per training step: strategy=allreduce (ours: send/recv collectives) vs strategy=ddp.
 
+Latest (2026-11-23 07:53 UTC, AMD EPYC, 2 logical CPUs): strategy=allreduce (algorithm=ring) 1.019x
+DDP's median s/step (target <= 1.15x); paired, round by round: ours (ring) 1.011x; see
+docs/benchmarks.md.
+
 Both run `python train.py` with 2 processes on CPU (gloo), the same network, data, batch and
 optimizer; only `strategy=` differs. DDP averages gradients with gloo's C++ all-reduce, launched
 per bucket from autograd hooks while backward still runs; ours averages after backward with
@@ -26,11 +30,12 @@ To run (about 6 minutes on 2 CPU cores):
     python benchmarks/strategy_step.py
     python benchmarks/strategy_step.py --variants ddp,ring,ring-4mb,ring-4mb-overlap   # the overlap
     python benchmarks/strategy_step.py --model tiny
+    python benchmarks/strategy_step.py --docs   # also into docs/benchmarks.md and the Latest line above
 """
 
 import argparse
+import functools
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +46,9 @@ from pathlib import Path
 from lightning.pytorch import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
+# Run as a file, only benchmarks/ is on the path; train.py imports this module (StepTimes) as benchmarks.strategy_step.
+sys.path.insert(0, str(ROOT))
+from benchmarks import _harness, _report  # noqa: E402
 
 MODELS = {
     "resnet10w": ["data.shape=[3,8,8]", "model.net.blocks=[1,1,1,1]", "model.net.widths=[64,128,256,512]"],
@@ -127,11 +135,10 @@ def one_run(variant: str, args, workdir: Path, tag: str) -> dict:
         *VARIANTS[variant],
         *args.overrides,
     ]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "WANDB_MODE": "offline"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *overrides],
         cwd=ROOT,
-        env=env,
+        env=_harness.subprocess_env(WANDB_MODE="offline"),
         capture_output=True,
         text=True,
         timeout=900,
@@ -187,21 +194,19 @@ def _paired_worker(rank: int, port: int, args, out: str) -> None:
 
         names = ["ddp", *ours]
         times = {n: [] for n in names}
-        for i in range(args.warmup + args.paired_steps):
-            for name in names[i % len(names) :] + names[: i % len(names)]:
-                dist.barrier()
-                start = time.perf_counter()
-                step(name)
-                if i >= args.warmup:
-                    times[name].append(time.perf_counter() - start)
+        for i, name in _harness.interleaved(names, args.warmup + args.paired_steps):
+            dist.barrier()
+            seconds = _harness.time_calls(functools.partial(step, name)).wall_s
+            if i >= args.warmup:
+                times[name].append(seconds)
         Path(out, f"paired{rank}.json").write_text(json.dumps(times))
     finally:
         dist.destroy_process_group()
 
 
-def paired(args) -> tuple[str, str]:
+def paired(args) -> tuple[_report.Table, str, float]:
     """DDP's and our step timed alternately in the same two processes: load on the machine hits both
-    alike. Returns (table, summary)."""
+    alike. Returns (table, summary, ours (ring) / DDP's step time round by round)."""
     import socket
 
     import torch.multiprocessing as mp
@@ -217,7 +222,7 @@ def paired(args) -> tuple[str, str]:
     ddp = statistics.median(times["ddp"])
     rows = []
     for name, values in times.items():
-        within = statistics.median(v / d for v, d in zip(values, times["ddp"]))
+        within = statistics.median(_harness.paired_ratios(values, times["ddp"]))
         rows.append(
             [
                 name,
@@ -227,7 +232,7 @@ def paired(args) -> tuple[str, str]:
                 f"{within:.3f}",
             ]
         )
-    table = _report_module().table(
+    table = _report.Table(
         [
             "step (forward, backward, gradient average, SGD update)",
             "median ms",
@@ -237,19 +242,12 @@ def paired(args) -> tuple[str, str]:
         ],
         rows,
     )
-    ring = statistics.median(v / d for v, d in zip(times["ours ring"], times["ddp"]))
+    ring = statistics.median(_harness.paired_ratios(times["ours ring"], times["ddp"]))
     summary = (
         f"Paired: ours (ring) {ring:.3f}x DDP's step time, round by round "
         f"({'within' if ring <= args.target else 'above'} the {args.target:g}x target)."
     )
-    return table, summary
-
-
-def _report_module():
-    sys.path[:0] = [str(ROOT / "benchmarks")]
-    import _report
-
-    return _report
+    return table, summary, ring
 
 
 def main() -> None:
@@ -267,10 +265,9 @@ def main() -> None:
     parser.add_argument(
         "--paired-steps", type=int, default=30, help="steps of each in the paired measurement (0: skip it)"
     )
-    _report_module().add_output_args(parser)
+    _report.add_output_args(parser)
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every run")
     args = parser.parse_args()
-    _report = _report_module()
 
     started, load_before = _report.now(), _report.load()
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -281,20 +278,17 @@ def main() -> None:
     cpu: dict[str, list[float]] = {n: [] for n in names}
     info, buckets = None, {}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
-                run = one_run(name, args, Path(tmp), f"{name}-{r}")
-                info = info or run
-                buckets[name] = run.get("buckets_mb")
-                results[name].append(run["s_per_step"])
-                cpu[name].append(run["cpu_per_step"])
-                early = (
-                    f" ({run['early']} buckets sent during backward in {run['step']} steps)" if run.get("early") else ""
-                )
-                print(
-                    f"repeat {r + 1}/{args.repeats} {name:10s} {run['s_per_step'] * 1000:8.1f} ms/step{early}",
-                    flush=True,
-                )
+        for r, name in _harness.interleaved(names, args.repeats):
+            run = one_run(name, args, Path(tmp), f"{name}-{r}")
+            info = info or run
+            buckets[name] = run.get("buckets_mb")
+            results[name].append(run["s_per_step"])
+            cpu[name].append(run["cpu_per_step"])
+            early = f" ({run['early']} buckets sent during backward in {run['step']} steps)" if run.get("early") else ""
+            print(
+                f"repeat {r + 1}/{args.repeats} {name:10s} {run['s_per_step'] * 1000:8.1f} ms/step{early}",
+                flush=True,
+            )
 
     ddp, ddp_best = statistics.median(results["ddp"]), min(results["ddp"])
     rows = []
@@ -318,7 +312,7 @@ def main() -> None:
                 ", ".join(f"{v * 1000:.0f}" for v in results[name]),
             ]
         )
-    text = _report.table(
+    text = _report.Table(
         [
             "variant",
             "buckets",
@@ -334,7 +328,7 @@ def main() -> None:
         rows,
     )
     ours = {n: statistics.median(results[n]) / ddp for n in names if n != "ddp"}
-    spreads = [(max(v) / min(v) - 1) * 100 for v in results.values()]
+    spreads = [_harness.spread(v) * 100 for v in results.values()]
     workload = (
         f"`--model {args.model}` ({' '.join(MODELS[args.model])}): {info['params'] / 1e6:.2f} M parameters, "
         f"{info['grad_mb']:.1f} MB of gradients; synthetic data, batch {args.batch} per rank x 2 processes "
@@ -353,9 +347,14 @@ def main() -> None:
     )
     print(f"\n{workload}\n\n{text}\n\n{summary}")
     paired_md = ""
+    headline = (
+        f"strategy=allreduce ({LABELS[default].split('allreduce ')[-1]}) {ours[default]:.3f}x DDP's median s/step "
+        f"(target <= {args.target:g}x)"
+    )
     if args.paired_steps:
         print("\npaired: DDP's and our step alternating in the same 2 processes ...", flush=True)
-        ptable, psummary = paired(args)
+        ptable, psummary, paired_ring = paired(args)
+        headline += f"; paired, round by round: ours (ring) {paired_ring:.3f}x"
         print(f"\n{ptable}\n\n{psummary}")
         paired_md = (
             f"\nPaired, less exposed to other load: the same network and batch in 2 processes "
@@ -369,8 +368,14 @@ def main() -> None:
         f"Workload: {workload}. Every run is `python train.py <workload> <variant>` with callbacks=none, "
         f"logger=none, no progress bar, plus a timing callback.\n\n{text}\n\n{summary}\n{paired_md}"
     )
-    _report_module().publish(
-        args, "strategy=allreduce vs strategy=ddp, seconds per training step", body, started, load_before
+    _report.publish(
+        args,
+        "strategy=allreduce vs strategy=ddp, seconds per training step",
+        body,
+        started,
+        load_before,
+        headline=headline,
+        table=text,
     )
 
 

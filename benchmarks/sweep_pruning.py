@@ -1,6 +1,11 @@
 """Does pruning pay? A fixed budget of trials on digits, median pruner vs none; and trials/minute
 with 1 vs 2 workers sharing one study.
 
+Latest (2026-11-23 09:48 UTC, AMD EPYC, 2 logical CPUs): pruning, mean over seeds [3, 4, 5]: ASHA
+(successive halving) -0.25 points below the unpruned best with 48% of its epochs (target met),
+median pruner (default) +0.00 points below the unpruned best with 78% of its epochs (target missed);
+see docs/benchmarks.md.
+
 Pruning: `python sweep.py` with the default space (lr, batch size, conditional weight decay), for
 each TPE seed (--seeds) the same seed and number of trials (--trials, each up to --epochs epochs), with
 `sweep/pruner=median` (the default), `hyperband`, `asha` (--pruners) and `none`. Reported: the best
@@ -13,8 +18,10 @@ worker, then by two workers started at once on the same storage; trials/minute =
 time from the first worker's start to the last one's end (process start-up included). Every
 trial uses one torch thread (sweep.threads=1), so two workers use the two cores.
 
-To run: python benchmarks/sweep_pruning.py   (about 20 minutes on 2 CPU cores; --docs records
-its tables in docs/benchmarks.md).
+To run (about 20 minutes on 2 CPU cores):
+    python benchmarks/sweep_pruning.py
+    python benchmarks/sweep_pruning.py --only pruning --pruners asha,median --seeds 3,4,5
+    python benchmarks/sweep_pruning.py --docs   # also into docs/benchmarks.md and the Latest line above
 """
 
 import argparse
@@ -25,10 +32,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import _report  # noqa: E402
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a file, only benchmarks/ is on the path
+from benchmarks import _report  # noqa: E402
+from benchmarks._report import fmt_ratio  # noqa: E402
+
 # One torch thread per trial everywhere: the digits net gains nothing from two, and two threads
 # slow it ~4x when other work shares the cores (measured while writing this).
 QUIET = [
@@ -56,6 +64,18 @@ def finish(procs: list[subprocess.Popen]) -> None:
         out, _ = p.communicate()
         if p.returncode != 0:
             sys.exit(f"sweep failed ({p.args}):\n{out[-4000:]}")
+
+
+def study_args(logs: Path, name: str, trials: int, epochs: int) -> tuple[str, list[str]]:
+    """(storage URL, sweep.py overrides) of one study in its own sqlite file under `logs`."""
+    storage = f"sqlite:///{logs}/{name}.db"
+    return storage, [
+        f"paths.log_dir={logs}",
+        f"study_name={name}",
+        f"storage={storage}",
+        f"n_trials={trials}",
+        f"trainer.max_epochs={epochs}",
+    ]
 
 
 def study_stats(storage: str, name: str) -> dict:
@@ -94,18 +114,8 @@ def pruning_arms(
         while jobs and len(running) < parallel:
             pruner, seed = jobs.pop(0)
             name = f"bench-{pruner}-seed{seed}"
-            storage = f"sqlite:///{logs}/{name}.db"
-            proc = start(
-                [
-                    f"paths.log_dir={logs}",
-                    f"study_name={name}",
-                    f"storage={storage}",
-                    f"n_trials={trials}",
-                    f"trainer.max_epochs={epochs}",
-                    f"sweep/pruner={pruner}",
-                    f"sweep.sampler.seed={seed}",
-                ]
-            )
+            storage, args = study_args(logs, name, trials, epochs)
+            proc = start([*args, f"sweep/pruner={pruner}", f"sweep.sampler.seed={seed}"])
             running.append((proc, pruner, seed, name, storage, time.perf_counter()))
         time.sleep(1)
         for job in [j for j in running if j[0].poll() is not None]:
@@ -131,17 +141,9 @@ def worker_arms(logs: Path, trials: int, epochs: int) -> list[dict]:
     rows = []
     for n_workers in (1, 2):
         name = f"bench-workers{n_workers}"
-        storage = f"sqlite:///{logs}/{name}.db"
-        args = [
-            f"paths.log_dir={logs}",
-            f"study_name={name}",
-            f"storage={storage}",
-            f"n_trials={trials}",
-            f"trainer.max_epochs={epochs}",
-            "sweep/pruner=none",
-        ]
+        storage, args = study_args(logs, name, trials, epochs)
         t0 = time.perf_counter()
-        finish([start(args) for _ in range(n_workers)])
+        finish([start([*args, "sweep/pruner=none"]) for _ in range(n_workers)])
         wall = time.perf_counter() - t0
         stats = study_stats(storage, name)
         rows.append({"workers": n_workers, "wall": wall, "per_min": stats["trials"] / wall * 60, **stats})
@@ -176,21 +178,28 @@ def main() -> None:
             )
         if args.only != "pruning":
             workers = worker_arms(logs, args.worker_trials, args.worker_epochs)
-    sections = []
+    sections = []  # (markdown, main table, headline) of each measurement run
     if arms:
         sections.append(pruning_section(args, arms))
     if workers:
         sections.append(workers_section(args, workers))
-    body = "\n\n".join(sections)
-    _report.publish(args, "Sweeps: pruning vs none, 1 vs 2 workers (`sweep.py`)", body, started, load_before)
+    _report.publish(
+        args,
+        "Sweeps: pruning vs none, 1 vs 2 workers (`sweep.py`)",
+        "\n\n".join(text for text, _, _ in sections),
+        started,
+        load_before,
+        headline="; ".join(headline for _, _, headline in sections),
+        table=sections[0][1],  # the pruning table when it ran
+    )
 
 
-def pruning_section(args, rows: list[dict]) -> str:
+def pruning_section(args, rows: list[dict]) -> tuple[str, _report.Table, str]:
     import statistics
 
     seeds = sorted({r["seed"] for r in rows})
     full = {r["seed"]: r for r in rows if r["pruner"] == "none"}
-    table, lines = [], []
+    table, lines, headlines = [], [], []
     order = [*args.pruners.split(","), "none"]
     for pruner in sorted(dict.fromkeys(r["pruner"] for r in rows), key=lambda p: order.index(p) if p in order else 99):
         arm = sorted((r for r in rows if r["pruner"] == pruner), key=lambda r: r["seed"])
@@ -210,14 +219,17 @@ def pruning_section(args, rows: list[dict]) -> str:
             ]
         )
         if pruner != "none":
-            ok = gap <= 0.5 and share <= 0.5
+            verdict = "target met" if gap <= 0.5 and share <= 0.5 else "target missed"
+            headlines.append(
+                f"{arm[0]['label']} {gap:+.2f} points below the unpruned best with {share:.0%} of its epochs ({verdict})"
+            )
             lines.append(
-                f"- {arm[0]['label']}: **{'target met' if ok else 'target missed'}**: {gap:.2f} points "
+                f"- {arm[0]['label']}: **{verdict}**: {gap:.2f} points "
                 f"below the unpruned best on average (per seed: {', '.join(f'{g:+.2f}' for g in gaps)}; "
                 f"target <= 0.5) with {share:.0%} of its epochs (per seed: "
                 f"{', '.join(f'{x:.0%}' for x in shares)}; target <= 50%)."
             )
-    t1 = _report.table(
+    t1 = _report.Table(
         [
             "pruner",
             "best val/acc_best per seed",
@@ -237,12 +249,14 @@ def pruning_section(args, rows: list[dict]) -> str:
         f"n_warmup_steps 2; hyperband and asha: min_resource 1, reduction_factor 3) vs `sweep/pruner=none`; "
         f"digits, default model and optimizer, `logger=none`, one worker per study, one torch thread per "
         f"trial (`sweep.threads=1`), {args.parallel} studies at a time (wall times overlap). One validation "
-        f"image is 0.37 points.\n\n{t1}\n\n" + "\n".join(lines)
+        f"image is 0.37 points.\n\n{t1}\n\n" + "\n".join(lines),
+        t1,
+        f"pruning, mean over seeds {seeds}: " + ", ".join(headlines),
     )
 
 
-def workers_section(args, workers: list[dict]) -> str:
-    t2 = _report.table(
+def workers_section(args, workers: list[dict]) -> tuple[str, _report.Table, str]:
+    t2 = _report.Table(
         ["workers", "trials", "wall (s)", "trials / minute", "speed-up"],
         [
             [
@@ -250,7 +264,7 @@ def workers_section(args, workers: list[dict]) -> str:
                 w["trials"],
                 f"{w['wall']:.0f}",
                 f"{w['per_min']:.2f}",
-                f"{w['per_min'] / workers[0]['per_min']:.2f}x",
+                fmt_ratio(w["per_min"] / workers[0]["per_min"]),
             ]
             for w in workers
         ],
@@ -259,7 +273,9 @@ def workers_section(args, workers: list[dict]) -> str:
         f"Workers: {args.worker_trials} trials of {args.worker_epochs} epochs, `sweep/pruner=none`, one worker "
         f"vs two started together on one sqlite storage (`sweep.threads=1` in both); wall time from start to "
         f"the last worker's exit, start-up and trial processes included. Two workers can only be faster "
-        f"when the second core is idle: compare with the load average above.\n\n{t2}"
+        f"when the second core is idle: compare with the load average above.\n\n{t2}",
+        t2,
+        f"2 workers {fmt_ratio(workers[-1]['per_min'] / workers[0]['per_min'])} the trials/minute of 1",
     )
 
 

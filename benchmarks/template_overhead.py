@@ -1,11 +1,15 @@
 """What the template costs per training step: its Trainer loop vs a bare PyTorch loop, same work.
 
+Latest (2026-11-23 13:21 UTC, AMD EPYC, 2 logical CPUs): template on a terminal +5.9% per step over
+a bare PyTorch loop (95% interval +3.9% .. +7.4%, +2.38 ms/step; target <= 5%), Lightning's floor
++1.8%, control +0.8%; synthetic [1, 16, 16] images, 40 ms bare steps; see docs/benchmarks.md.
+
 Both sides train the same network (optlab.models.ResNet with the config's arguments), with the
 same optimizer and param groups, LR schedule, DataLoader and thread count, in one process. The
-loops run paired, step by step (benchmarks/_paired.py): before every step of the loop under test,
-one step of a separate bare loop, timed on its own. This machine's speed swings by 30-80% for
-seconds at a time, so loops timed in separate runs differ by more than the few percent measured
-here; paired steps see the same load and their ratio cancels it. The loops under test:
+loops run paired, step by step (benchmarks/_harness.py, PairedSteps): before every step of the
+loop under test, one step of a separate bare loop, timed on its own. This machine's speed swings
+by 30-80% for seconds at a time, so loops timed in separate runs differ by more than the few
+percent measured here; paired steps see the same load and their ratio cancels it. The loops under test:
   - template: optlab.run.train(cfg) with cfg composed like `python train.py data=synthetic
     logger=none test=false ...`, i.e. the template's LightningModule (metrics, self.log), the
     Trainer, and the default callbacks (checkpoint, early stopping, Rich progress bar, gradient
@@ -44,6 +48,7 @@ To run (about 4 minutes on 2 CPU cores):
     python benchmarks/template_overhead.py --repeats 7 --steps 200 data.shape=[3,16,16]
     python benchmarks/template_overhead.py --profile
     python benchmarks/template_overhead.py --variant 'refresh 10/s:callbacks.progress_bar.refresh_rate=10'
+    python benchmarks/template_overhead.py --docs   # also into docs/benchmarks.md and the Latest line above
 """
 
 import argparse
@@ -53,7 +58,6 @@ import fcntl
 import io
 import os
 import pstats
-import random
 import statistics
 import struct
 import subprocess
@@ -63,8 +67,8 @@ import termios
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
-import _report  # noqa: E402
+sys.path.insert(0, str(ROOT))  # run as a file, only benchmarks/ is on the path
+from benchmarks import _harness, _report  # noqa: E402
 
 BASE_OVERRIDES = ["data=synthetic", "data.shape=[1,8,8]", "logger=none", "test=false"]
 TEMPLATE = "template (default callbacks, terminal)"
@@ -141,24 +145,21 @@ def _train_loader(datamodule):
 
 def bare_loop(overrides: list[str]):
     """A BareLoop with the run's network, optimizer, schedule and DataLoader."""
-    from _paired import BareLoop
-
     cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
     optimizer = make_optimizer(net)
     # The template's total is trainer.estimated_stepping_batches: max_steps here.
     scheduler = schedule(optimizer, total_steps=cfg.trainer.max_steps) if schedule else None
-    return BareLoop(net, optimizer, scheduler, criterion, _train_loader(datamodule))
+    return _harness.BareLoop(net, optimizer, scheduler, criterion, _train_loader(datamodule))
 
 
 def run_template(overrides: list[str], terminal: bool, args, profile: bool = False):
     """One paired run of optlab.run.train; returns its PairedSteps."""
-    from _paired import PairedTimer
-
+    from benchmarks._timers import PairedTimer
     from optlab.run import train
 
     PairedTimer.next_bare = bare_loop(overrides)
     timer = [
-        "+callbacks.paired._target_=_paired.PairedTimer",
+        "+callbacks.paired._target_=benchmarks._timers.PairedTimer",
         f"+callbacks.paired.warmup={args.warmup}",
         f"+callbacks.paired.steps={args.steps}",
         f"+callbacks.paired.profile={profile}",
@@ -174,7 +175,8 @@ def run_template(overrides: list[str], terminal: bool, args, profile: bool = Fal
 def run_floor(overrides: list[str], args, profile: bool = False):
     """The same pieces in the smallest LightningModule and a bare Trainer, paired."""
     import lightning as L
-    from _paired import PairedTimer
+
+    from benchmarks._timers import PairedTimer
 
     cfg, datamodule, net, make_optimizer, schedule, criterion = _pieces(overrides)
 
@@ -215,10 +217,8 @@ def run_floor(overrides: list[str], args, profile: bool = False):
 
 def run_control(overrides: list[str], args, profile: bool = False):
     """A bare loop paired with another bare loop: the method's own bias and leftover noise."""
-    from _paired import PairedSteps
-
     tested = bare_loop(overrides)
-    pairs = PairedSteps(bare_loop(overrides), args.warmup, args.steps, profile)
+    pairs = _harness.PairedSteps(bare_loop(overrides), args.warmup, args.steps, profile)
     for k in range(args.warmup + args.steps + 1):
         pairs.cycle()
         if k < args.warmup + args.steps:
@@ -342,44 +342,6 @@ def profile_breakdown(profiler: cProfile.Profile) -> dict[str, float]:
     return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
-def window_ratios(pairs, window: int) -> list[float]:
-    """tested time / bare time over each run of `window` consecutive paired steps."""
-    t, b = pairs.tested_s, pairs.bare_s
-    return [sum(t[i : i + window]) / sum(b[i : i + window]) for i in range(0, len(t) - window + 1, window)]
-
-
-def window_means(times: list[float], window: int) -> list[float]:
-    return [statistics.fmean(times[i : i + window]) for i in range(0, len(times) - window + 1, window)]
-
-
-def interval(runs: list[list[float]], draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% interval of the median window ratio, resampling whole repeats (windows of one repeat share
-    its load, so they are not independent)."""
-    rng = random.Random(seed)
-    medians = sorted(
-        statistics.median([r for run in rng.choices(runs, k=len(runs)) for r in run]) for _ in range(draws)
-    )
-    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
-
-
-def summarize(runs: list, window: int) -> dict:
-    ratios = [window_ratios(p, window) for p in runs]
-    pooled = [sum(p.tested_s) / sum(p.bare_s) for p in runs]
-    low, high = interval(ratios)
-    bare_ms = 1000 * statistics.median([m for p in runs for m in window_means(p.bare_s, window)])
-    tested_ms = 1000 * statistics.median([m for p in runs for m in window_means(p.tested_s, window)])
-    overhead = statistics.median([r for run in ratios for r in run]) - 1
-    return {
-        "overhead": overhead,
-        "low": low - 1,
-        "high": high - 1,
-        "pooled": [x - 1 for x in pooled],
-        "bare_ms": bare_ms,
-        "tested_ms": tested_ms,
-        "added_ms": overhead * bare_ms,
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="paired runs of each variant (interleaved)")
@@ -414,19 +376,17 @@ def main() -> None:
         variants[f"template ({name})"] = (extra.split(), True)
     runs: dict[str, list] = {name: [] for name in variants}
     threads_seen = set()
-    names = list(variants)
-    for r in range(args.repeats):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            pairs = run(name, variants, overrides, args)
-            runs[name].append(pairs)
-            threads_seen.add(pairs.threads)
-            print(
-                f"repeat {r + 1}/{args.repeats} {name:55s} {1000 * statistics.fmean(pairs.tested_s):6.2f} ms/step "
-                f"vs bare {1000 * statistics.fmean(pairs.bare_s):6.2f}",
-                flush=True,
-            )
+    for r, name in _harness.interleaved(list(variants), args.repeats):
+        pairs = run(name, variants, overrides, args)
+        runs[name].append(pairs)
+        threads_seen.add(pairs.threads)
+        print(
+            f"repeat {r + 1}/{args.repeats} {name:55s} {1000 * statistics.fmean(pairs.tested_s):6.2f} ms/step "
+            f"vs bare {1000 * statistics.fmean(pairs.bare_s):6.2f}",
+            flush=True,
+        )
 
-    stats = {name: summarize(values, args.window) for name, values in runs.items()}
+    stats = {name: _harness.paired_overhead(values, args.window) for name, values in runs.items()}
     headers = [
         "loop under test",
         "ms/step",
@@ -448,7 +408,7 @@ def main() -> None:
         ]
         for name, s in stats.items()
     ]
-    text = _report.table(headers, rows)
+    text = _report.Table(headers, rows)
     head = stats[TEMPLATE]
     overhead = 100 * head["overhead"]
     workload = (
@@ -499,7 +459,7 @@ def main() -> None:
                 f"{(tot_t - tot_b) * per_step:+.2f}",
             ]
         )
-        ptable = _report.table(["own time by category (ms/step)", "template", "bare", "difference"], prow)
+        ptable = _report.Table(["own time by category (ms/step)", "template", "bare", "difference"], prow)
         top = io.StringIO()
         pstats.Stats(pairs.tested_profiler, stream=top).sort_stats("tottime").print_stats(20)
         print(f"\n{ptable}\n\ntemplate, top functions by own time:\n{top.getvalue()}")
@@ -517,7 +477,7 @@ def main() -> None:
         f"Workload: {workload}. All loops run in one process; the template is `optlab.run.train(cfg)` with "
         f"cfg = `python train.py {' '.join(overrides)}` plus the pairing callback and the variant's overrides. "
         "Each step of the loop under test follows one step of a separate bare PyTorch loop (same network, "
-        "optimizer, schedule and data), timed apart, so both see the same load (benchmarks/_paired.py). "
+        "optimizer, schedule and data), timed apart, so both see the same load (benchmarks/_harness.py). "
         '"terminal": stdout is a pseudo-terminal, so the Rich progress bar draws live as for a user at a '
         f"terminal. Overhead = tested time / bare time - 1 over windows of {args.window} steps, median over "
         "all windows of all repeats; the 95% interval resamples whole repeats; added ms/step = overhead x "
@@ -527,7 +487,21 @@ def main() -> None:
         f"({added[TEMPLATE]:+.2f} ms/step; 95% interval {100 * head['low']:+.1f}% .. {100 * head['high']:+.1f}%), "
         f"{verdict} the {args.target:g}% target. {split}\n{profile_md}"
     )
-    _report.publish(args, "Template overhead per training step (paired)", body, started, load_before)
+    headline = (
+        f"template on a terminal {overhead:+.1f}% per step over a bare PyTorch loop (95% interval "
+        f"{100 * head['low']:+.1f}% .. {100 * head['high']:+.1f}%, {added[TEMPLATE]:+.2f} ms/step; target <= "
+        f"{args.target:g}%), Lightning's floor {100 * stats[FLOOR]['overhead']:+.1f}%, control "
+        f"{100 * stats[CONTROL]['overhead']:+.1f}%; synthetic {info['shape']} images, {head['bare_ms']:.0f} ms bare steps"
+    )
+    _report.publish(
+        args,
+        "Template overhead per training step (paired)",
+        body,
+        started,
+        load_before,
+        headline=headline,
+        table=text,
+    )
 
 
 if __name__ == "__main__":

@@ -184,6 +184,8 @@ def test_number_formats():
         "255.7 ms",
         "2.50 s",
     ]
+    assert _report.fmt_span([0.88, 0.42, 0.5], _report.fmt_ratio) == "0.42x-0.88x"
+    assert _report.fmt_span([3.241, 3.238]) == "3.24"  # one number where both ends print the same
     assert (_report.fmt_ratio(0.9876), _report.fmt_ratio(1.011, digits=3), _report.fmt_ratio(None)) == (
         "0.99x",
         "1.011x",
