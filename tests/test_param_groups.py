@@ -1,5 +1,7 @@
 """Layer-wise lr decay in the param-group factory (decay/no-decay and lr_scales: test_train.py)."""
 
+import functools
+
 import pytest
 import torch
 from torch import nn
@@ -64,3 +66,15 @@ def test_layer_decay_trains_from_the_command_line(make_cfg):
 
     metrics = train(make_cfg("debug=fast_dev_run", "logger=none", "model.param_groups.layer_decay=0.8"))
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_groups_keep_the_optimizer_classes_own_defaults():
+    """A partial without lr or weight_decay: the groups carry the class's defaults, not a fixed one."""
+    from optlab.optim import AdamW, Lion
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    lion = build_optimizer(net, functools.partial(Lion))
+    assert {g["lr"] for g in lion.param_groups} == {1e-4}
+    adamw = build_optimizer(net, functools.partial(AdamW, lr=0.5))
+    assert {g["lr"] for g in adamw.param_groups} == {0.5}
+    assert {g["weight_decay"] for g in adamw.param_groups} == {0.0, 1e-2}  # biases: none; weights: AdamW's

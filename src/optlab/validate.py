@@ -43,7 +43,7 @@ RULES = {
     "trainer.gradient_clip_algorithm": (lambda v: v in ("norm", "value"), "norm or value"),
     "trainer.precision": (
         lambda v: str(v) in {"32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true"},
-        "32-true, bf16-mixed or 16-mixed",
+        "one of 32-true, 64-true, bf16-mixed, 16-mixed, bf16-true, 16-true (or 32, 64)",
     ),
     "trainer.devices": (
         lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, (list, str)),

@@ -10,6 +10,7 @@
 - Frozen parameters (requires_grad=False) are left out.
 """
 
+import inspect
 from collections.abc import Callable, Iterable
 
 import torch
@@ -98,6 +99,19 @@ def param_groups(
     return list(groups.values())
 
 
+def _argument(optimizer: Callable, name: str, fallback: float):
+    """The partial's value of `name`, else the optimizer class's own default (Lion's lr is 1e-4,
+    AdamW's weight_decay 1e-2), else `fallback`: the groups must not override what the class means."""
+    given = getattr(optimizer, "keywords", {})
+    if name in given:
+        return given[name]
+    try:
+        default = inspect.signature(getattr(optimizer, "func", optimizer)).parameters[name].default
+    except (KeyError, TypeError, ValueError):
+        return fallback
+    return fallback if default is inspect.Parameter.empty else default
+
+
 def build_optimizer(
     model: nn.Module,
     optimizer: Callable[..., torch.optim.Optimizer],
@@ -106,9 +120,8 @@ def build_optimizer(
     layer_decay: float | None = None,
 ) -> torch.optim.Optimizer:
     """`optimizer` is a partial of an optimizer class with its hyperparameters (from conf/optimizer)."""
-    defaults = getattr(optimizer, "keywords", {})
-    lr = defaults.get("lr", 1e-3)
-    weight_decay = defaults.get("weight_decay", 0.0)
+    lr = _argument(optimizer, "lr", 1e-3)
+    weight_decay = _argument(optimizer, "weight_decay", 0.0)
     layers = layer_prefixes(model) if layer_decay is not None else None
     groups = param_groups(
         model.named_parameters(), lr, weight_decay, no_decay_bias_norm, lr_scales, layer_decay, layers
