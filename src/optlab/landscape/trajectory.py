@@ -31,12 +31,16 @@ OPTIMIZERS: dict[str, tuple[str, dict]] = {
     "adam": ("optlab.optim.adam.Adam", {}),
     "adamw": ("optlab.optim.adamw.AdamW", {}),
     "lion": ("optlab.optim.lion.Lion", {}),
+    "rprop": ("optlab.optim.rprop.Rprop", {}),
+    "nadamw": ("optlab.optim.nadam.NAdamW", {}),
     "torch_sgd": ("torch.optim.SGD", {}),
     "torch_momentum": ("torch.optim.SGD", {"momentum": 0.9}),
     "torch_nesterov": ("torch.optim.SGD", {"momentum": 0.9, "nesterov": True}),
     "torch_rmsprop": ("torch.optim.RMSprop", {}),
     "torch_adam": ("torch.optim.Adam", {}),
     "torch_adamw": ("torch.optim.AdamW", {}),
+    "torch_rprop": ("torch.optim.Rprop", {}),
+    "torch_nadamw": ("torch.optim.NAdam", {"decoupled_weight_decay": True}),
 }
 DEFAULT_OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw")
 

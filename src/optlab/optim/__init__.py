@@ -5,8 +5,22 @@ from optlab.optim.adam import Adam
 from optlab.optim.adamw import AdamW
 from optlab.optim.lion import Lion
 from optlab.optim.muon import Muon
+from optlab.optim.nadam import NAdam, NAdamW
 from optlab.optim.param_groups import build_optimizer, param_groups
 from optlab.optim.rmsprop import RMSprop
+from optlab.optim.rprop import Rprop
 from optlab.optim.sgd import SGD
 
-__all__ = ["SGD", "RMSprop", "Adam", "AdamW", "Lion", "Muon", "build_optimizer", "param_groups"]
+__all__ = [
+    "SGD",
+    "RMSprop",
+    "Rprop",
+    "Adam",
+    "AdamW",
+    "NAdam",
+    "NAdamW",
+    "Lion",
+    "Muon",
+    "build_optimizer",
+    "param_groups",
+]

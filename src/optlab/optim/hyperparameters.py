@@ -38,13 +38,19 @@ RULES = {
     "momentum": ("momentum value", _at_least_0, "a number >= 0"),
     "weight_decay": ("weight_decay value", _at_least_0, "a number >= 0"),
     "alpha": ("alpha value", _at_least_0, "a number >= 0"),
+    "momentum_decay": ("momentum_decay value", _at_least_0, "a number >= 0"),
 }
 BETAS_RULE = "two numbers in [0, 1)"
 
 
-def check(**arguments) -> None:
-    """Raise HyperparameterError for the first argument that breaks its rule (`betas`: two in [0, 1))."""
+def check(mixed_betas: bool = False, **arguments) -> None:
+    """Raise HyperparameterError for the first argument that breaks its rule (`betas`: two in [0, 1);
+    a float and a tensor only with `mixed_betas`, as torch's NAdam allows)."""
     check_tensor_hyperparameters(arguments.get("lr"), arguments.get("betas"))
+    betas = arguments.get("betas")
+    if not mixed_betas and betas is not None and len(betas) == 2:
+        if not all(isinstance(b, float) for b in betas) and not all(isinstance(b, Tensor) for b in betas):
+            raise HyperparameterError("betas must be either both floats or both Tensors", "betas", BETAS_RULE)
     for name, value in arguments.items():
         if name == "betas":
             check_betas(value)
@@ -66,15 +72,23 @@ def check_betas(betas, name: str = "betas") -> None:
             raise HyperparameterError(f"Invalid beta parameter at index {i}: {beta}", name, BETAS_RULE)
 
 
+def check_etas(etas) -> None:
+    """Rprop's (eta_minus, eta_plus): 0 < eta_minus < 1 < eta_plus."""
+    try:
+        ok = len(etas) == 2 and bool(0.0 < etas[0] < 1.0 < etas[1])
+    except (TypeError, RuntimeError):
+        ok = False
+    if not ok:
+        shown = f"{etas[0]}, {etas[1]}" if isinstance(etas, list | tuple) and len(etas) == 2 else etas
+        raise HyperparameterError(f"Invalid eta values: {shown}", "etas", "two numbers with 0 < etas[0] < 1 < etas[1]")
+
+
 def check_tensor_hyperparameters(lr, betas=None) -> None:
-    """torch's rules for tensor-valued lr and betas, with torch's messages: one element each, and
-    betas both floats or both tensors. Ours read them as Python numbers at every step."""
+    """torch's rule for tensor-valued lr and betas, with torch's messages: one element each."""
     if isinstance(lr, Tensor) and lr.numel() != 1:
         raise HyperparameterError("Tensor lr must be 1-element", "lr", "a number >= 0 or a 1-element tensor")
     if betas is None or len(betas) != 2:
         return
-    if not all(isinstance(b, float) for b in betas) and not all(isinstance(b, Tensor) for b in betas):
-        raise HyperparameterError("betas must be either both floats or both Tensors", "betas", BETAS_RULE)
     for i, beta in enumerate(betas):
         if isinstance(beta, Tensor) and beta.numel() != 1:
             raise HyperparameterError(f"Tensor betas[{i}] must be 1-element", "betas", BETAS_RULE)
