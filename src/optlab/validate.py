@@ -199,6 +199,22 @@ def check_optimizer(cfg: DictConfig) -> None:
         ) from None
 
 
+def check_scheduler(cfg: DictConfig) -> None:
+    """The schedule judges its own options (optlab.schedulers raise ValueError naming the key):
+    build it on a stand-in optimizer for a 100-step run."""
+    node = cfg.get("scheduler")
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return
+    import torch
+    from hydra.utils import instantiate
+
+    stand_in = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    try:
+        instantiate(node)(stand_in, total_steps=100)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{e} (scheduler={node._target_.rsplit('.', 1)[-1]})") from None
+
+
 def check_classes(cfg: DictConfig) -> None:
     """The class of `data`, `model.net` or `strategy` may define a staticmethod `check_config(node)`
     for what only it knows: files on disk (a dataset, pretrained weights), allreduce's algorithm."""
@@ -270,6 +286,7 @@ def validate(cfg: DictConfig) -> None:
     check_rules(cfg)
     check_targets(cfg)
     check_optimizer(cfg)
+    check_scheduler(cfg)
     check_logger_packages(cfg)
     check_devices(cfg)
     check_classes(cfg)
