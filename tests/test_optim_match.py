@@ -275,19 +275,30 @@ def test_matches_torch(ours, theirs, seed, dtype):
         assert err <= TOL[dtype], f"foreach={foreach}: relative error {err:.2e} ({common}, {group_hps})"
 
 
-def lion_reference(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize):
+def caution(update, g):
+    """Liang et al. 2024 (Cautious Optimizers): keep the coordinates where the update and the
+    gradient agree in sign, scaled by 1 / (the fraction kept), that fraction at least 1e-3."""
+    keep = (update * g > 0).to(update.dtype)
+    return update * (keep / max(keep.mean().item(), 1e-3))
+
+
+def lion_reference(params, grads, exp_avgs, lr, beta1, beta2, weight_decay, maximize, cautious=False):
     """Chen et al. 2023, Algorithm 2, one tensor at a time."""
     for p, g, m in zip(params, grads, exp_avgs):
         g = -g if maximize else g
         c = beta1 * m + (1 - beta1) * g
         p.mul_(1 - lr * weight_decay)
-        p.sub_(lr * torch.sign(c))
+        if cautious:  # add_ with alpha, as ours: sign flips make a chaotic run of one-ulp differences
+            p.add_(caution(torch.sign(c), g), alpha=-lr)
+        else:
+            p.sub_(lr * torch.sign(c))
         m.copy_(beta2 * m + (1 - beta2) * g)
 
 
 class LionReference(torch.optim.Optimizer):
-    def __init__(self, params, lr, betas, weight_decay, maximize):
-        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize))
+    def __init__(self, params, lr, betas, weight_decay, maximize, cautious=False):
+        defaults = dict(lr=lr, betas=betas, weight_decay=weight_decay, maximize=maximize, cautious=cautious)
+        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self):
@@ -303,7 +314,49 @@ class LionReference(torch.optim.Optimizer):
                 *group["betas"],
                 group["weight_decay"],
                 group["maximize"],
+                group["cautious"],
             )
+
+
+class CautiousAdamWReference(torch.optim.Optimizer):
+    """AdamW as its paper writes it, with the update's first moment masked by `caution`."""
+
+    def __init__(self, params, lr, betas, eps, weight_decay):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            (b1, b2), lr = group["betas"], group["lr"]
+            for p in (p for p in group["params"] if p.grad is not None):
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                t, g, m, v = state["step"], p.grad, state["exp_avg"], state["exp_avg_sq"]
+                p.mul_(1 - lr * group["weight_decay"])
+                m.mul_(b1).add_((1 - b1) * g)
+                v.mul_(b2).add_((1 - b2) * g * g)
+                denom = (v / (1 - b2**t)).sqrt() + group["eps"]
+                p.sub_(lr / (1 - b1**t) * caution(m, g) / denom)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_cautious_adamw_and_lion_follow_the_rule(seed):
+    """cautious=True against the rule written out per tensor (float64), and it changes the run."""
+    data = batches(60, torch.float64, seed)
+    hp = dict(lr=3e-3, betas=(0.9, 0.99), weight_decay=0.1)
+    for ours, reference in (
+        (functools.partial(AdamW, eps=1e-8), functools.partial(CautiousAdamWReference, eps=1e-8)),
+        (Lion, functools.partial(LionReference, maximize=False)),
+    ):
+        model, ref_model, plain_model = (make_model(torch.float64, seed) for _ in range(3))
+        train(model, ours(groups_of(model, [{}, {"lr": 1e-3}]), cautious=True, **hp), data)
+        ref_kwargs = {"cautious": True} if reference.func is LionReference else {}
+        train(ref_model, reference(groups_of(ref_model, [{}, {"lr": 1e-3}]), **hp, **ref_kwargs), data)
+        train(plain_model, ours(groups_of(plain_model, [{}, {"lr": 1e-3}]), **hp), data)
+        assert model_err(model, ref_model) <= 1e-9, ours
+        assert model_err(model, plain_model) > 1e-3, "cautious=True must change the run"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -570,6 +623,6 @@ def test_defaults_match_torch():
     for ours, theirs in TORCH_CASES:
         mine, ref = ours(w).defaults, theirs(w).defaults
         assert {k: ref[k] for k in mine if k in ref} == {k: mine[k] for k in mine if k in ref}
-        assert not set(mine) - set(ref), set(mine) - set(ref)
-    assert Lion(w).defaults == dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False)
+        assert not set(mine) - set(ref) - {"cautious"}, set(mine) - set(ref)  # cautious: ours only
+    assert Lion(w).defaults == dict(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False, cautious=False)
     assert math.isclose(AdamW(w).defaults["weight_decay"], 1e-2)

@@ -48,6 +48,16 @@ def grads_of_groups(optimizer: Optimizer) -> list[tuple[dict, list[Tensor], list
     return out
 
 
+def cautious_updates(updates: list[Tensor], grads: list[Tensor]) -> list[Tensor]:
+    """Cautious Optimizers (Liang et al. 2024): each update with its coordinates zeroed where their
+    sign disagrees with the gradient's, the rest scaled by 1 / (fraction kept, at least 1e-3), per
+    tensor. Needs whole tensors (the fraction is the tensor's), not cache blocks."""
+    masks = [(u * g > 0).to(u.dtype) for u, g in zip(updates, grads)]
+    for mask in masks:
+        mask.div_(mask.mean().clamp_(min=1e-3))
+    return torch._foreach_mul(updates, masks)
+
+
 def new_step() -> Tensor:
     """The per-parameter step counter: a float32 CPU scalar, as torch keeps it (no device sync
     to read it, and a checkpoint written by torch's optimizer loads unchanged)."""

@@ -8,11 +8,13 @@ With gradient g (negated when `maximize`), step t = 1, 2, ...:
     v_max  <- max(v_max, v)                     (amsgrad only; then v_max replaces v below)
     p      <- p - lr / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
 
+`cautious=True` (Liang et al. 2024, not torch's): m in the last line is masked where its sign
+disagrees with g's and scaled by 1 / (fraction kept) per tensor (`_foreach.cautious_updates`).
+
 Same arguments, defaults, state keys (`step`, `exp_avg`, `exp_avg_sq`, `max_exp_avg_sq`) and
 floating-point order of operations as `torch.optim.Adam` (its foreach path), so the two agree
-to rounding and their checkpoints are interchangeable. Not supported: torch's
-`foreach`/`fused`/`capturable`/`differentiable` switches (this is always the multi-tensor
-path) and tensor-valued `lr`/`betas`. `compiled=True` runs `adam_kernel` through torch.compile
+to rounding and their checkpoints are interchangeable. torch's switches and tensor `lr`/`betas`
+are taken as torch takes them (docs/optimizers.md, "Drop-in"). `compiled=True` runs `adam_kernel` through torch.compile
 instead: one fused loop per param, not bit-exact (see `optlab.optim._foreach.run_compiled`).
 """
 
@@ -25,6 +27,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from optlab.optim._foreach import (
     by_device_and_dtype,
     cache_blocks,
+    cautious_updates,
     effective_grads,
     grads_of_groups,
     new_step,
@@ -50,6 +53,7 @@ def adam_update(
     decoupled_weight_decay: bool,
     amsgrad: bool,
     maximize: bool,
+    cautious: bool = False,
 ) -> None:
     """One Adam/AdamW step for a list of params, in place, with multi-tensor `_foreach` ops
     (block by block on CPU, see `optlab.optim._foreach.cache_blocks`).
@@ -69,7 +73,8 @@ def adam_update(
         bc2_sqrts = [float((1 - beta2**s) ** 0.5) for s in step_values]
         decay, one_minus_beta1, b2, one_minus_beta2 = map(float, (1 - lr * weight_decay, 1 - beta1, beta2, 1 - beta2))
 
-        blocks = cache_blocks(p, g, m, v, v_max, step_sizes, bc2_sqrts)
+        whole = [[p, g, m, v, v_max, step_sizes, bc2_sqrts]]  # cautious needs each tensor whole
+        blocks = whole if cautious else cache_blocks(p, g, m, v, v_max, step_sizes, bc2_sqrts)
         for p, g, m, v, v_max, step_sizes, bc2_sqrts in blocks:
             if decoupled_weight_decay and weight_decay != 0:
                 torch._foreach_mul_(p, decay)
@@ -78,6 +83,7 @@ def adam_update(
             torch._foreach_lerp_(m, g, one_minus_beta1)  # m + (1 - beta1) * (g - m)
             torch._foreach_mul_(v, b2)
             torch._foreach_addcmul_(v, g, g, one_minus_beta2)
+            update = cautious_updates(m, g) if cautious else m  # m / denom has m's signs
             del g  # drop any negated/decayed copy of the grads before denom is allocated: lower peak memory
 
             if amsgrad:
@@ -87,7 +93,7 @@ def adam_update(
                 denom = torch._foreach_sqrt(v)
             torch._foreach_div_(denom, bc2_sqrts)
             torch._foreach_add_(denom, eps)  # eps outside the sqrt and after bias correction
-            torch._foreach_addcdiv_(p, m, denom, step_sizes)
+            torch._foreach_addcdiv_(p, update, denom, step_sizes)
 
 
 def adam_kernel(
@@ -168,6 +174,7 @@ class Adam(Optimizer):
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
+        cautious: bool = False,
         compiled: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -184,6 +191,7 @@ class Adam(Optimizer):
             amsgrad=amsgrad,
             maximize=maximize,
             decoupled_weight_decay=decoupled_weight_decay,
+            cautious=cautious,
         )
         super().__init__(params, defaults)
         self.compiled = compiled
@@ -196,6 +204,7 @@ class Adam(Optimizer):
             group.setdefault("amsgrad", False)
             group.setdefault("maximize", False)
             group.setdefault("decoupled_weight_decay", False)
+            group.setdefault("cautious", False)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -214,7 +223,7 @@ class Adam(Optimizer):
                 if group["amsgrad"] and "max_exp_avg_sq" not in state:
                     state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             states = [self.state[p] for p in params]
-            if self.compiled and plain(params):
+            if self.compiled and plain(params) and not group["cautious"]:
                 adam_compiled(params, grads, states, group)
             else:
                 beta1, beta2 = group["betas"]
@@ -233,5 +242,6 @@ class Adam(Optimizer):
                     decoupled_weight_decay=group["decoupled_weight_decay"],
                     amsgrad=group["amsgrad"],
                     maximize=group["maximize"],
+                    cautious=group["cautious"],
                 )
         return loss

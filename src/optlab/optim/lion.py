@@ -9,6 +9,8 @@ With gradient g (negated when `maximize`):
 Because the update has unit magnitude per coordinate, lr is typically 3-10x smaller and
 weight_decay 3-10x larger than for AdamW. One state tensor per param (`exp_avg`), half of
 Adam's. Defaults follow the paper: lr=1e-4, betas=(0.9, 0.99), weight_decay=0.
+`cautious=True` (Liang et al. 2024) zeroes the sign update where it disagrees with g and scales the
+rest by 1 / (fraction kept) per tensor (`_foreach.cautious_updates`).
 `compiled=True` runs `lion_kernel` through torch.compile instead (one fused loop per param, not
 bit-exact; see `optlab.optim._foreach.run_compiled`).
 """
@@ -22,6 +24,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from optlab.optim._foreach import (
     by_device_and_dtype,
     cache_blocks,
+    cautious_updates,
     grads_of_groups,
     plain,
     run_compiled,
@@ -39,17 +42,22 @@ def lion_update(
     beta2: float,
     weight_decay: float,
     maximize: bool,
+    cautious: bool = False,
 ) -> None:
     """One Lion step for aligned lists of params, grads and momenta, in place (block by block on
     CPU, see `optlab.optim._foreach.cache_blocks`)."""
     for device_p, device_g, device_m in by_device_and_dtype(params, grads, exp_avgs):
-        for p, g, m in cache_blocks(device_p, device_g, device_m):
+        # cautious needs each tensor whole (its fraction kept is the tensor's)
+        blocks = [[device_p, device_g, device_m]] if cautious else cache_blocks(device_p, device_g, device_m)
+        for p, g, m in blocks:
             if maximize:
                 g = torch._foreach_neg(g)
             if weight_decay != 0:  # decoupled, as in AdamW: the decay never enters m
                 torch._foreach_mul_(p, 1 - lr * weight_decay)
             update = torch._foreach_lerp(m, g, 1 - beta1)  # beta1*m + (1-beta1)*g, one pass
             torch._foreach_sign_(update)
+            if cautious:
+                update = cautious_updates(update, g)
             torch._foreach_add_(p, update, alpha=-lr)
             torch._foreach_lerp_(m, g, 1 - beta2)
 
@@ -80,6 +88,7 @@ class Lion(Optimizer):
         weight_decay: float = 0.0,
         *,
         maximize: bool = False,
+        cautious: bool = False,
         compiled: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
@@ -88,7 +97,7 @@ class Lion(Optimizer):
     ) -> None:
         check_torch_switches(type(self).__name__, foreach, fused, differentiable, capturable)
         check(lr=lr, betas=betas, weight_decay=weight_decay)
-        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize)
+        defaults = dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize, cautious=cautious)
         super().__init__(params, defaults)
         self.compiled = compiled
 
@@ -97,6 +106,7 @@ class Lion(Optimizer):
         self.__dict__.setdefault("compiled", False)
         for group in self.param_groups:
             group.setdefault("maximize", False)
+            group.setdefault("cautious", False)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -110,7 +120,7 @@ class Lion(Optimizer):
                 if not self.state[p]:  # lazy init: state exists only for params with a gradient
                     self.state[p]["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             beta1, beta2 = map(value, group["betas"])
-            if self.compiled and plain(params):
+            if self.compiled and plain(params) and not group["cautious"]:
                 lr, wd = value(group["lr"]), group["weight_decay"]
                 run_compiled(
                     lion_kernel,
@@ -129,5 +139,6 @@ class Lion(Optimizer):
                     beta2=beta2,
                     weight_decay=group["weight_decay"],
                     maximize=group["maximize"],
+                    cautious=group["cautious"],
                 )
         return loss

@@ -11,8 +11,8 @@ With gradient g (negated when `maximize`):
 
 Same arguments, defaults, state keys (`step`, `square_avg`, `grad_avg`, `momentum_buffer`)
 and order of floating-point operations as `torch.optim.RMSprop`. There is no bias correction:
-`v` starts at 0, so early steps are large (torch behaves the same). Not supported: torch's
-`foreach`/`capturable`/`differentiable` switches and tensor `lr`. `compiled=True` runs
+`v` starts at 0, so early steps are large (torch behaves the same). torch's switches and a tensor
+`lr` are taken as torch takes them (docs/optimizers.md, "Drop-in"). `compiled=True` runs
 `rmsprop_kernel` through torch.compile instead (one fused loop per param, not bit-exact; see
 `optlab.optim._foreach.run_compiled`).
 """

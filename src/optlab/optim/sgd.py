@@ -9,9 +9,9 @@ With gradient g (negated when `maximize`):
     p <- p - lr * d
 
 Same arguments, defaults, state key (`momentum_buffer`) and order of floating-point operations
-as `torch.optim.SGD`, so the two agree to rounding and share checkpoints. Not supported:
-torch's `foreach`/`fused`/`differentiable` switches (always the multi-tensor path), tensor
-`lr`, sparse gradients. `compiled=True` runs `sgd_kernel` through torch.compile instead
+as `torch.optim.SGD`, so the two agree to rounding and share checkpoints. torch's switches and
+a tensor `lr` are taken as torch takes them (docs/optimizers.md, "Drop-in"); sparse gradients are
+refused. `compiled=True` runs `sgd_kernel` through torch.compile instead
 (one fused loop per param, not bit-exact; see `optlab.optim._foreach.run_compiled`).
 """
 
