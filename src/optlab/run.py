@@ -130,9 +130,9 @@ def _instantiate_all(cfg: DictConfig):
     try:
         datamodule = instantiate(cfg.data)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        # without compare.py's `search_space` (conf/optimizer/*.yaml may carry one)
-        # plain lists, not ListConfig: optimizers that keep `betas`/`etas` as given (torch's NAdam, Rprop)
-        # would pickle it into checkpoints, which the safe loader then refuses
+        # Without compare.py's `search_space` (conf/optimizer/*.yaml may carry one), and with plain lists:
+        # optimizers that keep `betas`/`etas` as given (torch's NAdam, Rprop) would pickle a ListConfig
+        # into checkpoints, which the safe loader then refuses.
         optimizer = instantiate(instantiable(cfg.optimizer, "optimizer"), _convert_="all")
         model = instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="all")
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]

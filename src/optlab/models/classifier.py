@@ -19,13 +19,15 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from optlab.loggers.steps import logs_this_step
+from optlab.models.init import initialize
 from optlab.optim import build_optimizer
 
 
 class ImageClassifier(L.LightningModule):
     """`model=resnet_scratch` / `model=resnet_finetune` (`net` is the network): `optimizer` and `scheduler` are
     partial constructors (the `optimizer` / `scheduler` groups) built in configure_optimizers over the strategy's
-    model, with `param_groups` as options to optlab.optim.build_optimizer."""
+    model, with `param_groups` as options to optlab.optim.build_optimizer. `init`: how the net's
+    conv/linear weights start (optlab.models.init)."""
 
     # Set several times per step (Lightning sets _current_fx_name around each of ~20 hook calls), and
     # never a parameter, module or buffer: skip nn.Module.__setattr__'s checks for those (2 us each).
@@ -45,8 +47,15 @@ class ImageClassifier(L.LightningModule):
         param_groups: dict | None = None,
         label_smoothing: float = 0.0,
         compile: bool = False,
+        init: str = "default",
     ):
         super().__init__()
+        if init != "default" and getattr(net, "pretrained", False):
+            raise ValueError(
+                f"model.init={init} would overwrite the pretrained weights; use it with model=resnet_scratch "
+                "(or model.net.weights=null)"
+            )
+        initialize(net, init)
         # Plain values only: checkpoints then load with torch's weights_only=True. The net, optimizer
         # and scheduler are rebuilt from the config (saved next to the checkpoint in .hydra/).
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)

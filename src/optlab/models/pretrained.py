@@ -63,6 +63,7 @@ class PretrainedResNet(nn.Module):
         if freeze not in FREEZE:
             raise ValueError(f"model.net.freeze={freeze!r}: use one of {list(FREEZE)}")
         self.backbone = ARCHS[arch](weights=None)
+        self.pretrained = bool(weights)  # model.init must not overwrite these (ImageClassifier checks)
         if weights:
             state = {k: v for k, v in self._pretrained_state(arch, str(weights)).items() if not k.startswith("fc.")}
             own = self.backbone.state_dict()
