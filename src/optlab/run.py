@@ -125,16 +125,33 @@ def _one_line(e: BaseException) -> str:
     return text[0] if len(text) == 1 else " ".join(line.strip() for line in text if line.strip())
 
 
+def _scaled_lr(cfg: DictConfig, datamodule, trainer) -> dict:
+    """{"lr": ...} when `optimizer.lr_scaling.rule` scales it (and a line saying so), else {}."""
+    from optlab.optim.lr_scaling import global_batch_size, scaled_lr
+
+    scaling = OmegaConf.select(cfg, "optimizer.lr_scaling") or {}
+    rule, base = scaling.get("rule", "none"), scaling.get("base_batch_size", 256)
+    if rule == "none":
+        return {}
+    batch = getattr(datamodule, "batch_size", None)
+    if not isinstance(batch, int) or not isinstance(cfg.optimizer.get("lr"), int | float):
+        raise ValueError(
+            "optimizer.lr_scaling needs optimizer.lr and the data module's `batch_size`; set optimizer.lr_scaling.rule=none"
+        )
+    total = global_batch_size(batch, trainer)
+    lr = scaled_lr(cfg.optimizer.lr, total, rule, base)
+    if trainer.is_global_zero:
+        print(
+            f"lr {lr:.4g}: optimizer.lr {cfg.optimizer.lr:g} scaled by the {rule} rule, global batch {total} / {base}"
+        )
+    return {"lr": lr}
+
+
 def _instantiate_all(cfg: DictConfig):
     """Build every object of the run; config mistakes surface here as ConfigError (one line)."""
     try:
         datamodule = instantiate(cfg.data)
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-        # Without compare.py's `search_space` (conf/optimizer/*.yaml may carry one), and with plain lists:
-        # optimizers that keep `betas`/`etas` as given (torch's NAdam, Rprop) would pickle a ListConfig
-        # into checkpoints, which the safe loader then refuses.
-        optimizer = instantiate(instantiable(cfg.optimizer, "optimizer"), _convert_="all")
-        model = instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="all")
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c and "_target_" in c]
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c and "_target_" in c]
         if not loggers:  # Lightning refuses a LearningRateMonitor with nothing to log to
@@ -146,6 +163,14 @@ def _instantiate_all(cfg: DictConfig):
         trainer = instantiate(
             cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=callbacks, logger=loggers or False
         )
+        # Without compare.py's `search_space` and the lr scaling rule, with the lr for this run's
+        # global batch (known now that the Trainer knows its processes), and with plain lists:
+        # optimizers that keep `betas`/`etas` as given (torch's NAdam, Rprop) would pickle a
+        # ListConfig into checkpoints, which the safe loader then refuses.
+        optimizer = instantiate(
+            instantiable(cfg.optimizer, "optimizer"), _convert_="all", **_scaled_lr(cfg, datamodule, trainer)
+        )
+        model = instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="all")
     except (InstantiationException, ValueError, FileNotFoundError, TypeError) as e:
         raise ConfigError(_one_line(e)) from e
     return datamodule, model, trainer

@@ -82,8 +82,9 @@ def check_targets(node, path: str = "") -> None:
             check_targets(item, f"{path}[{i}]")
 
 
-# Keys of a config node that are read by optlab, not passed to its _target_ (compare.py's search space).
-NOT_ARGUMENTS = {"optimizer": {"search_space"}}
+# Keys of a config node that are read by optlab, not passed to its _target_ (compare.py's search space,
+# the lr scaling rule).
+NOT_ARGUMENTS = {"optimizer": {"search_space", "lr_scaling"}}
 
 
 def instantiable(node: DictConfig, group: str) -> DictConfig:
@@ -199,6 +200,19 @@ def check_optimizer(cfg: DictConfig) -> None:
         ) from None
 
 
+def check_lr_scaling(cfg: DictConfig) -> None:
+    """optimizer.lr_scaling's rule and base, as optlab.optim.lr_scaling.scaled_lr judges them."""
+    scaling = OmegaConf.select(cfg, "optimizer.lr_scaling")
+    if scaling is None:
+        return
+    from optlab.optim.lr_scaling import scaled_lr
+
+    try:
+        scaled_lr(1.0, 1, scaling.get("rule", "none"), scaling.get("base_batch_size", 256))
+    except ValueError as e:
+        raise ConfigError(f"{e} (set it with `optimizer.lr_scaling.<key>=...`)") from None
+
+
 def check_scheduler(cfg: DictConfig) -> None:
     """The schedule judges its own options (optlab.schedulers raise ValueError naming the key):
     build it on a stand-in optimizer for a 100-step run."""
@@ -287,6 +301,7 @@ def validate(cfg: DictConfig) -> None:
     check_targets(cfg)
     check_optimizer(cfg)
     check_scheduler(cfg)
+    check_lr_scaling(cfg)
     check_logger_packages(cfg)
     check_devices(cfg)
     check_classes(cfg)
