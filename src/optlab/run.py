@@ -218,6 +218,12 @@ def _train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if hasattr(logger, "watch_model"):
             logger.watch_model(model)
+    if cfg.get("tune"):  # tune=lr_find / batch_size: Lightning's Tuner in place of training
+        try:
+            found = instantiate(cfg.tune)(trainer, model, datamodule, run_dir=str(cfg.paths.run_dir))
+        finally:
+            _finish_wandb(False)
+        return {key: float(value) for key, value in found.items() if value is not None}
     failed = True
     try:
         metrics: dict[str, float] = {}
@@ -356,7 +362,7 @@ def run_job(cfg: DictConfig) -> dict[str, float]:
 
 def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     name = cfg.get("optimized_metric")
-    if not name:
+    if not name or cfg.get("tune"):  # a tuner's run reports what it found, not a training metric
         return None
     if name not in metrics:
         message = f"optimized_metric={name} was not logged; logged: {', '.join(sorted(metrics))}"

@@ -213,6 +213,23 @@ def check_lr_scaling(cfg: DictConfig) -> None:
         raise ConfigError(f"{e} (set it with `optimizer.lr_scaling.<key>=...`)") from None
 
 
+def check_tune(cfg: DictConfig) -> None:
+    """tune=lr_find / batch_size: Lightning's Tuner runs in one process only."""
+    target = OmegaConf.select(cfg, "tune._target_")
+    if not target:
+        return
+    from optlab.run import _process_count
+
+    devices = OmegaConf.select(cfg, "trainer.devices", default=1)
+    processes = _process_count(devices) * OmegaConf.select(cfg, "trainer.num_nodes", default=1)
+    if processes > 1 or external_layout() is not None:
+        name = str(target).rsplit(".", 1)[-1]
+        raise ConfigError(
+            f"tune={name} runs in one process (Lightning's Tuner supports no multi-process strategy) but "
+            f"trainer.devices={devices}; set trainer.devices=1, and use the result with any strategy"
+        )
+
+
 def check_scheduler(cfg: DictConfig) -> None:
     """The schedule judges its own options (optlab.schedulers raise ValueError naming the key):
     build it on a stand-in optimizer for a 100-step run."""
@@ -302,6 +319,7 @@ def validate(cfg: DictConfig) -> None:
     check_optimizer(cfg)
     check_scheduler(cfg)
     check_lr_scaling(cfg)
+    check_tune(cfg)
     check_logger_packages(cfg)
     check_devices(cfg)
     check_classes(cfg)
