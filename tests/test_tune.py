@@ -8,6 +8,7 @@ from optlab.run import train
 from optlab.validate import ConfigError, validate
 
 
+@pytest.mark.slow  # two short tuner runs: ~15 s
 def test_lr_find_writes_its_curve_and_prints_the_override(make_cfg, tmp_path, capsys):
     cfg = make_cfg("tune=lr_find", "tune.num_training=30", "tune.early_stop_threshold=null", "optimizer=adamw")
     found = train(cfg)
@@ -20,6 +21,7 @@ def test_lr_find_writes_its_curve_and_prints_the_override(make_cfg, tmp_path, ca
     assert not list((tmp_path / "run").glob(".lr_find_*.ckpt")), "the tuner's own checkpoint is removed"
 
 
+@pytest.mark.slow
 def test_batch_size_doubles_until_the_trials_or_the_training_set_end(make_cfg, tmp_path, capsys):
     found = train(make_cfg("tune=batch_size", "tune.init_val=8", "tune.max_trials=2", "logger=none"))
     assert found == {"batch_size": 16.0}  # two sizes tried, 8 and 16: both fit on CPU
