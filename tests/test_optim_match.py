@@ -25,6 +25,7 @@ from torch import nn
 
 from optlab.optim.adam import Adam
 from optlab.optim.adamw import AdamW
+from optlab.optim.adopt import ADOPT
 from optlab.optim.lion import Lion
 from optlab.optim.muon import Muon
 from optlab.optim.nadam import NAdam, NAdamW
@@ -318,6 +319,25 @@ class LionReference(torch.optim.Optimizer):
             )
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight_decay": 0.01, "weight_decouple": True}, {"weight_decay": 0.01}, {"maximize": True, "eps": 1e-8}],
+    ids=["plain", "decoupled", "l2", "maximize"],
+)
+def test_adopt_matches_pytorch_optimizer(options, dtype):
+    """ADOPT against pytorch_optimizer's (its per-parameter path), two groups, 100 steps."""
+    reference = pytest.importorskip("pytorch_optimizer").ADOPT
+    data = batches(100, dtype)
+    model, ref_model = make_model(dtype), make_model(dtype)
+    opt = ADOPT(groups_of(model, [{}, {"lr": 5e-4}]), lr=1e-3, **options)
+    ref_opt = reference(groups_of(ref_model, [{}, {"lr": 5e-4}]), lr=1e-3, foreach=False, **options)
+    train(model, opt, data, options.get("maximize", False))
+    train(ref_model, ref_opt, data, options.get("maximize", False))
+    assert model_err(model, ref_model) <= TOL[dtype]
+    assert not torch.equal(model.fc1.weight, make_model(dtype).fc1.weight)
+
+
 class CautiousAdamWReference(torch.optim.Optimizer):
     """AdamW as its paper writes it, with the update's first moment masked by `caution`."""
 
@@ -389,6 +409,7 @@ RICH = {
     Rprop: dict(lr=0.01, etas=(0.4, 1.3)),
     NAdam: dict(lr=1e-3, weight_decay=1e-3),
     NAdamW: dict(lr=1e-3, weight_decay=1e-2),
+    ADOPT: dict(lr=1e-3, weight_decay=1e-3, weight_decouple=True),
 }
 
 
@@ -585,6 +606,8 @@ def test_params_forms_unsupported_grads_and_closure(cls):
         return loss
 
     assert opt.step(closure).item() == 3.0
+    if cls is ADOPT:  # its first step only sets the second moment
+        opt.step(closure)
     assert not torch.equal(w.detach(), torch.ones(3))
 
 

@@ -33,6 +33,7 @@ OPTIMIZERS: dict[str, tuple[str, dict]] = {
     "lion": ("optlab.optim.lion.Lion", {}),
     "rprop": ("optlab.optim.rprop.Rprop", {}),
     "nadamw": ("optlab.optim.nadam.NAdamW", {}),
+    "adopt": ("optlab.optim.adopt.ADOPT", {}),
     "torch_sgd": ("torch.optim.SGD", {}),
     "torch_momentum": ("torch.optim.SGD", {"momentum": 0.9}),
     "torch_nesterov": ("torch.optim.SGD", {"momentum": 0.9, "nesterov": True}),

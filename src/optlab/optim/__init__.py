@@ -3,6 +3,7 @@ factory that every optimizer is built through. docs/optimizers.md explains each 
 
 from optlab.optim.adam import Adam
 from optlab.optim.adamw import AdamW
+from optlab.optim.adopt import ADOPT
 from optlab.optim.lion import Lion
 from optlab.optim.muon import Muon
 from optlab.optim.nadam import NAdam, NAdamW
@@ -19,6 +20,7 @@ __all__ = [
     "AdamW",
     "NAdam",
     "NAdamW",
+    "ADOPT",
     "Lion",
     "Muon",
     "build_optimizer",
