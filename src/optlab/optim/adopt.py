@@ -53,7 +53,8 @@ def adopt_update(
         first = [s.item() == 0 for s in t]
         torch._foreach_add_(t, 1.0)
         clips = [clip_lambda(s.item()) if clip_lambda is not None else math.inf for s in t]  # t = 2 first
-        for p, g, m, v, clips, first in cache_blocks(p, g, m, v, clips, first):  # noqa: B020 (blocks of the same lists)
+        blocks = cache_blocks(p, g, m, v, clips, first)
+        for p, g, m, v, clips, first in blocks:
             if weight_decouple and weight_decay != 0:
                 torch._foreach_mul_(p, 1 - weight_decay * (1.0 if fixed_decay else lr))
             g = effective_grads(g, p, maximize, 0.0 if weight_decouple else weight_decay)
