@@ -247,7 +247,9 @@ SHORT = [
 
 
 @pytest.mark.parametrize(
-    "optimizer, scheduler", [(o, "cosine") for o in OPTIMIZERS] + [("adamw", s) for s in SCHEDULERS if s != "cosine"]
+    "optimizer, scheduler",
+    [(o, "none" if o.endswith("schedulefree") else "cosine") for o in OPTIMIZERS]  # schedule-free: no schedule
+    + [("adamw", s) for s in SCHEDULERS if s != "cosine"],
 )
 def test_our_checkpoints_load_weights_only_and_resume(tmp_path, optimizer, scheduler):
     """A run that crashes in epoch 2 resumes from epoch 1's last.ckpt through the safe loaders."""

@@ -19,11 +19,12 @@ import lightning as L
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from optlab import console_log, noise
+from optlab.callbacks.schedulefree import ScheduleFreeModes, is_schedule_free
 from optlab.callbacks.summary import LayerSummary
 from optlab.launch import Job, external_layout
 from optlab.loggers.steps import scalar_metrics
@@ -158,6 +159,10 @@ def _instantiate_all(cfg: DictConfig):
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if not cfg.trainer.get("enable_progress_bar", True):  # ...and a progress bar it was told not to show
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        if is_schedule_free(get_object(cfg.optimizer._target_)) and not any(
+            isinstance(c, ScheduleFreeModes) for c in callbacks
+        ):
+            callbacks.append(ScheduleFreeModes())  # the optimizer's train()/eval() around evaluation
         if cfg.trainer.get("enable_model_summary", True) and not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(LayerSummary())  # layers, not metric objects; Lightning then adds none of its own
         trainer = instantiate(

@@ -230,6 +230,20 @@ def check_tune(cfg: DictConfig) -> None:
         )
 
 
+def check_schedule_free(cfg: DictConfig) -> None:
+    """A schedule-free optimizer needs no lr schedule: its warmup is optimizer.warmup_steps."""
+    from optlab.callbacks.schedulefree import is_schedule_free
+
+    target = OmegaConf.select(cfg, "optimizer._target_")
+    scheduler = OmegaConf.select(cfg, "scheduler._target_")
+    if target and scheduler and is_schedule_free(get_object(str(target))):
+        name = str(target).rsplit(".", 1)[-1]
+        raise ConfigError(
+            f"{name} is schedule-free but a scheduler ({str(scheduler).rsplit('.', 1)[-1]}) would schedule its lr "
+            "too; use scheduler=none (warm up with optimizer.warmup_steps)"
+        )
+
+
 def check_scheduler(cfg: DictConfig) -> None:
     """The schedule judges its own options (optlab.schedulers raise ValueError naming the key):
     build it on a stand-in optimizer for a 100-step run."""
@@ -318,6 +332,7 @@ def validate(cfg: DictConfig) -> None:
     check_targets(cfg)
     check_optimizer(cfg)
     check_scheduler(cfg)
+    check_schedule_free(cfg)
     check_lr_scaling(cfg)
     check_tune(cfg)
     check_logger_packages(cfg)

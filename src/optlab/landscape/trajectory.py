@@ -34,6 +34,8 @@ OPTIMIZERS: dict[str, tuple[str, dict]] = {
     "rprop": ("optlab.optim.rprop.Rprop", {}),
     "nadamw": ("optlab.optim.nadam.NAdamW", {}),
     "adopt": ("optlab.optim.adopt.ADOPT", {}),
+    "adamw_schedulefree": ("optlab.optim.schedulefree.AdamWScheduleFree", {}),
+    "sgd_schedulefree": ("optlab.optim.schedulefree.SGDScheduleFree", {}),
     "torch_sgd": ("torch.optim.SGD", {}),
     "torch_momentum": ("torch.optim.SGD", {"momentum": 0.9}),
     "torch_nesterov": ("torch.optim.SGD", {"momentum": 0.9, "nesterov": True}),
@@ -104,6 +106,8 @@ def trajectory(
         raise ValueError(f"xy must hold 2 numbers, got shape {tuple(torch.as_tensor(xy).shape)}")
     param = torch.nn.Parameter(start)
     optimizer = cls([param], **{**defaults, **hparams})
+    if callable(getattr(optimizer, "train", None)):  # schedule-free: the path is y, where gradients are taken
+        optimizer.train()
     path = torch.empty(n_iters + 1, 2, dtype=dtype, device=param.device)
     path[0] = param.detach()
 

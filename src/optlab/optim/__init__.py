@@ -10,6 +10,7 @@ from optlab.optim.nadam import NAdam, NAdamW
 from optlab.optim.param_groups import build_optimizer, param_groups
 from optlab.optim.rmsprop import RMSprop
 from optlab.optim.rprop import Rprop
+from optlab.optim.schedulefree import AdamWScheduleFree, SGDScheduleFree
 from optlab.optim.sgd import SGD
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "NAdam",
     "NAdamW",
     "ADOPT",
+    "SGDScheduleFree",
+    "AdamWScheduleFree",
     "Lion",
     "Muon",
     "build_optimizer",

@@ -67,10 +67,6 @@ def batch_size(
         out = Path(run_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "batch_size.json").write_text(json.dumps({"batch_size": largest, "whole_training_set": whole}))
-        why = (
-            "the whole training set fits in one batch"
-            if whole
-            else f"the largest of the {max_trials} sizes tried"
-        )
+        why = "the whole training set fits in one batch" if whole else f"the largest of the {max_trials} sizes tried"
         print(f"batch_size: data.batch_size={largest}  ({why})")
     return {"batch_size": largest}
