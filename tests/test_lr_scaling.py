@@ -22,7 +22,7 @@ def test_rules():
     [([], 1, 1), (["trainer.accumulate_grad_batches=3"], 1, 3), (["strategy=ddp", "trainer.devices=2"], 2, 1)],
 )
 def test_the_built_optimizer_gets_the_lr_of_the_global_batch(make_cfg, extra, processes, accumulation):
-    cfg = make_cfg("logger=none", "optimizer.lr_scaling.rule=sqrt", "optimizer.lr_scaling.base_batch_size=16", *extra)
+    cfg = make_cfg("logger=none", "+optimizer.lr_scaling.rule=sqrt", "+optimizer.lr_scaling.base_batch_size=16", *extra)
     _, model, trainer = _instantiate_all(cfg)
     global_batch = cfg.data.batch_size * processes * accumulation
     assert trainer.world_size * trainer.accumulate_grad_batches == processes * accumulation
@@ -32,6 +32,6 @@ def test_the_built_optimizer_gets_the_lr_of_the_global_batch(make_cfg, extra, pr
 
 def test_bad_settings_are_one_line_config_errors(make_cfg):
     with pytest.raises(ConfigError, match="optimizer.lr_scaling.base_batch_size=0 must be a positive integer"):
-        validate(make_cfg("optimizer.lr_scaling.rule=linear", "optimizer.lr_scaling.base_batch_size=0"))
+        validate(make_cfg("+optimizer.lr_scaling.rule=linear", "+optimizer.lr_scaling.base_batch_size=0"))
     with pytest.raises(ConfigError, match="rule='cubic'"):
-        validate(make_cfg("optimizer.lr_scaling.rule=cubic"))
+        validate(make_cfg("+optimizer.lr_scaling.rule=cubic"))
