@@ -34,6 +34,15 @@ def params_with_grad(group: dict, name: str) -> tuple[list[Tensor], list[Tensor]
     return params, grads
 
 
+def closure_loss(closure: Callable[[], float] | None):
+    """What `step(closure)` returns: the closure's loss, computed with gradients on (steps run under
+    no_grad), or None without a closure."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 def grads_of_groups(optimizer: Optimizer) -> list[tuple[dict, list[Tensor], list[Tensor]]]:
     """(group, params with a gradient, their gradients) for every group, all checked before any
     group is updated, so a step that raises (a sparse or complex gradient, a tensor lr of several

@@ -28,6 +28,7 @@ from optlab.optim._foreach import (
     by_device_and_dtype,
     cache_blocks,
     cautious_updates,
+    closure_loss,
     effective_grads,
     grads_of_groups,
     new_step,
@@ -208,10 +209,7 @@ class Adam(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         for group, params, grads in grads_of_groups(self):
             for p in params:

@@ -23,7 +23,14 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import by_device_and_dtype, cache_blocks, effective_grads, grads_of_groups, new_step
+from optlab.optim._foreach import (
+    by_device_and_dtype,
+    cache_blocks,
+    closure_loss,
+    effective_grads,
+    grads_of_groups,
+    new_step,
+)
 from optlab.optim.hyperparameters import check, value
 
 
@@ -109,10 +116,7 @@ class ADOPT(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         for group, params, grads in grads_of_groups(self):
             for p in params:

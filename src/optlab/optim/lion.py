@@ -25,6 +25,7 @@ from optlab.optim._foreach import (
     by_device_and_dtype,
     cache_blocks,
     cautious_updates,
+    closure_loss,
     grads_of_groups,
     plain,
     run_compiled,
@@ -110,10 +111,7 @@ class Lion(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         for group, params, grads in grads_of_groups(self):
             for p in params:

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import by_device_and_dtype, grads_of_groups, new_step
+from optlab.optim._foreach import by_device_and_dtype, closure_loss, grads_of_groups, new_step
 from optlab.optim.adam import adam_update
 from optlab.optim.hyperparameters import HyperparameterError
 
@@ -270,10 +270,7 @@ class Muon(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group, params, grads in grads_of_groups(self):
             if params:
                 (self._muon_step if group["use_muon"] else self._adamw_step)(group, params, grads)

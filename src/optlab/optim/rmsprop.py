@@ -26,6 +26,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from optlab.optim._foreach import (
     by_device_and_dtype,
     cache_blocks,
+    closure_loss,
     effective_grads,
     grads_of_groups,
     new_step,
@@ -161,10 +162,7 @@ class RMSprop(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         for group, params, grads in grads_of_groups(self):
             momentum, centered = group["momentum"], group["centered"]

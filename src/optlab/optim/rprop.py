@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import by_device_and_dtype, cache_blocks, grads_of_groups, new_step
+from optlab.optim._foreach import by_device_and_dtype, cache_blocks, closure_loss, grads_of_groups, new_step
 from optlab.optim.hyperparameters import check, check_etas, check_torch_switches, value
 
 
@@ -90,10 +90,7 @@ class Rprop(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         for group, params, grads in grads_of_groups(self):
             for p, g in zip(params, grads):

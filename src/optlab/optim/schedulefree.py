@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import by_device_and_dtype, grads_of_groups
+from optlab.optim._foreach import by_device_and_dtype, closure_loss, grads_of_groups
 from optlab.optim.hyperparameters import HyperparameterError, check, value
 
 
@@ -76,10 +76,7 @@ class _ScheduleFree(Optimizer):
                 f"{type(self).__name__}.step() in eval mode: call optimizer.train() before training steps "
                 "(train.py's ScheduleFreeModes callback does)"
             )
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         for group, params, grads in grads_of_groups(self):
             k = group["k"]

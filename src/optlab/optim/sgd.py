@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import cache_blocks, effective_grads, grads_of_groups, plain, run_compiled
+from optlab.optim._foreach import cache_blocks, closure_loss, effective_grads, grads_of_groups, plain, run_compiled
 from optlab.optim.hyperparameters import check, check_torch_switches, value
 
 
@@ -139,10 +139,7 @@ class SGD(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
 
         for group, params, grads in grads_of_groups(self):
             use_buffers = group["momentum"] != 0
