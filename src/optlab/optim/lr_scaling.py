@@ -1,4 +1,5 @@
-"""`+optimizer.lr_scaling.rule=linear` (or sqrt): the lr for the run's global batch size, from an lr tuned at another size.
+"""`+optimizer.lr_scaling.rule=linear` (or sqrt): the lr for the run's global batch size, from an lr
+tuned at another size.
 
     global batch = data.batch_size x processes (devices x nodes) x trainer.accumulate_grad_batches
     linear: lr x global / base_batch_size     (Goyal et al. 2017: SGD's linear scaling rule)
