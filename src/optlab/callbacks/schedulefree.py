@@ -48,9 +48,7 @@ class ScheduleFreeModes(Callback):
         if switched and self.bn_batches:
             self._recompute_batchnorm(trainer, pl_module)
 
-    on_validation_start = on_test_start = on_predict_start = on_train_end = lambda self, trainer, pl_module: (
-        self._to_eval(trainer, pl_module)
-    )
+    on_validation_start = on_test_start = on_predict_start = on_train_end = _to_eval
 
     @torch.no_grad()
     def _recompute_batchnorm(self, trainer, pl_module) -> None:

@@ -35,8 +35,10 @@ class _ScheduleFree(Optimizer):
     """The train/eval switch and the averaging weights both variants share; `_beta1(group)` is
     beta1 (AdamW) or momentum (SGD), `_direction` the update direction d of the module docstring."""
 
-    def __init__(self, params: ParamsT, defaults: dict) -> None:
-        defaults.update(k=0, train_mode=False, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0)
+    def __init__(self, params: ParamsT, **arguments) -> None:
+        # the package's group keys: the step count and the average's running weights; `foreach` is
+        # kept for the package's optimizer to read from our state_dict (ours is always foreach)
+        defaults = dict(arguments, k=0, train_mode=False, weight_sum=0.0, lr_max=-1.0, scheduled_lr=0.0)
         super().__init__(params, defaults)
 
     @staticmethod
@@ -124,10 +126,16 @@ class SGDScheduleFree(_ScheduleFree):
             raise HyperparameterError(
                 f"Momentum must be between 0 and 1 exclusive: {momentum}", "momentum", "a number in (0, 1)"
             )
-        defaults = dict(lr=lr, momentum=momentum, r=r, warmup_steps=warmup_steps, weight_lr_power=weight_lr_power)
-        # foreach: kept for the package's optimizer to read from our state_dict; ours is always foreach
-        defaults.update(weight_decay=weight_decay, foreach=foreach)
-        super().__init__(params, defaults)
+        super().__init__(
+            params,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            r=r,
+            weight_lr_power=weight_lr_power,
+            foreach=foreach,
+        )
 
     @staticmethod
     def _beta1(group: dict) -> float:
@@ -153,11 +161,17 @@ class AdamWScheduleFree(_ScheduleFree):
         foreach: bool | None = None,
     ) -> None:
         check(lr=lr, eps=eps, betas=betas, weight_decay=weight_decay)
-        defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, r=r, warmup_steps=warmup_steps, weight_lr_power=weight_lr_power
+        super().__init__(
+            params,
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            r=r,
+            weight_lr_power=weight_lr_power,
+            foreach=foreach,
         )
-        defaults.update(weight_decay=weight_decay, foreach=foreach)  # foreach: as SGDScheduleFree
-        super().__init__(params, defaults)
 
     @staticmethod
     def _beta1(group: dict) -> float:
