@@ -19,6 +19,18 @@ implementation, each with its own copies of params and grads. For each algorithm
     Newton-Schulz alone on it. Ours on the full set (Muon on the hidden convs, AdamW on the rest) is
     timed with --muon-full: over a minute per step on a 2-core CPU (bfloat16 matmuls without
     hardware bf16 support).
+Issue 14's optimizers (not in the default run: it would pass 4 minutes; name them with --algorithms),
+each against the reference its tests use, for-loop and foreach where it has both:
+  - rprop (optlab.optim.Rprop) and nadamw (NAdamW) vs torch.optim.Rprop / NAdam(decoupled_weight_decay=True);
+    ours is compared with torch's for-loop (torch's foreach NAdam rounds differently),
+  - adopt vs pytorch_optimizer.ADOPT, adamw_schedulefree / sgd_schedulefree vs the schedulefree package's
+    (train() before the first step): test-only packages, imported when asked for; a missing one is
+    left out with a printed note,
+  - "adamw cautious" / "lion cautious" (cautious=True) vs ours without: no other implementation, the
+    ratio is the cost of the mask.
+  Their table gives ours / each implementation, the state per parameter and the final params after
+  --exact-steps more steps with the same gradient each (the schedulefree package divides p.grad in
+  place, so the timed steps cannot be compared) vs the reference row.
 Implementations are interleaved, the order rotated each repeat; after --warmup steps each,
 --repeats samples of --steps steps are timed (wall clock; torch.cuda.synchronize() around each
 sample with --device cuda) and the median ms/step reported, with the ratio to torch's foreach and
@@ -38,6 +50,8 @@ To run (about 2.5 minutes on a quiet 2-core CPU):
     python benchmarks/optim_step.py
     python benchmarks/optim_step.py --threads 1
     python benchmarks/optim_step.py --algorithms adamw sgd --repeats 7
+    python benchmarks/optim_step.py --threads 1 --repeats 15 --algorithms rprop nadamw adopt \\
+        adamw_schedulefree sgd_schedulefree 'adamw cautious' 'lion cautious'   # issue 14's (~1.5 min)
     python benchmarks/optim_step.py --device cuda
     python benchmarks/optim_step.py --docs   # also into docs/benchmarks.md and the Latest line above
 """
@@ -81,6 +95,101 @@ def algorithms():
 
 
 DEFAULT_ALGORITHMS = ["sgd", "rmsprop", "rmsprop centered+momentum", "adam", "adam amsgrad", "adamw", "lion", "muon"]
+# Issue 14's optimizers, each against its reference (run_referenced); not in the default run.
+REFERENCED = ["rprop", "nadamw", "adopt", "adamw_schedulefree", "sgd_schedulefree", "adamw cautious", "lion cautious"]
+PLAIN = "ours, not cautious"
+
+
+def _package(module: str):
+    """A test-only reference package, imported only when asked for; None when it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def _in_train_mode(make):
+    """A schedule-free optimizer, switched to train mode (y in the params) before its first step."""
+
+    def build(params):
+        opt = make(params)
+        opt.train()
+        return opt
+
+    return build
+
+
+def referenced(name: str) -> tuple[dict, dict, str | None, str]:
+    """One of REFERENCED: (hyperparameters, {label: params -> optimizer}, the label whose final params
+    the others are compared with (None: no reference), a note). OURS comes first. A reference from a
+    test-only package that is not installed is left out and the note says so."""
+    import torch
+
+    from optlab import optim
+
+    def missing(package):
+        return f"{package} is not installed (a test-only dependency): {name} is timed without its reference"
+
+    if name == "rprop":
+        hp = dict(lr=1e-2)
+        return (
+            hp,
+            {
+                OURS: lambda ps: optim.Rprop(ps, **hp),
+                LOOP: lambda ps: torch.optim.Rprop(ps, foreach=False, **hp),
+                FOREACH: lambda ps: torch.optim.Rprop(ps, foreach=True, **hp),
+            },
+            LOOP,
+            "",
+        )
+    if name == "nadamw":
+        hp = dict(lr=2e-3, weight_decay=1e-2)
+        torch_hp = dict(hp, decoupled_weight_decay=True)
+        return (
+            hp,
+            {
+                OURS: lambda ps: optim.NAdamW(ps, **hp),
+                LOOP: lambda ps: torch.optim.NAdam(ps, foreach=False, **torch_hp),
+                FOREACH: lambda ps: torch.optim.NAdam(ps, foreach=True, **torch_hp),
+            },
+            LOOP,  # ours follows torch's for-loop NAdam; its foreach one rounds differently
+            "",
+        )
+    if name == "adopt":
+        hp = dict(lr=1e-3, weight_decay=1e-2, weight_decouple=True)
+        makers = {OURS: lambda ps: optim.ADOPT(ps, **hp)}
+        package = _package("pytorch_optimizer")
+        if package is None:
+            return hp, makers, None, missing("pytorch_optimizer")
+        makers["pytorch_optimizer for-loop"] = lambda ps: package.ADOPT(ps, foreach=False, **hp)
+        makers["pytorch_optimizer foreach"] = lambda ps: package.ADOPT(ps, foreach=True, **hp)
+        return hp, makers, "pytorch_optimizer for-loop", ""
+    if name in ("adamw_schedulefree", "sgd_schedulefree"):
+        cls = "AdamWScheduleFree" if name == "adamw_schedulefree" else "SGDScheduleFree"
+        hp = dict(lr=2.5e-3, weight_decay=1e-2) if name == "adamw_schedulefree" else dict(lr=0.5, weight_decay=5e-4)
+        makers = {OURS: _in_train_mode(lambda ps: getattr(optim, cls)(ps, **hp))}
+        package = _package("schedulefree")
+        if package is None:
+            return hp, makers, None, missing("schedulefree")
+        ref = getattr(package, cls)
+        makers["schedulefree for-loop"] = _in_train_mode(lambda ps: ref(ps, foreach=False, **hp))
+        makers["schedulefree foreach"] = _in_train_mode(lambda ps: ref(ps, foreach=True, **hp))
+        return hp, makers, "schedulefree foreach", ""  # the package's default, what the tests use
+    if name in ("adamw cautious", "lion cautious"):
+        cls, hp = (
+            (optim.AdamW, dict(lr=1e-3, weight_decay=1e-2))
+            if name == "adamw cautious"
+            else (optim.Lion, dict(lr=1e-4, weight_decay=0.1))
+        )
+        return (
+            hp,
+            {OURS: lambda ps: cls(ps, cautious=True, **hp), PLAIN: lambda ps: cls(ps, **hp)},
+            None,  # no other implementation: the overhead of the mask over the plain step
+            "",
+        )
+    raise ValueError(name)
 
 
 def resnet18_params(device):
@@ -160,6 +269,36 @@ def run_elementwise(name: str, base, args, sync) -> dict:
     return results
 
 
+def run_referenced(name: str, base, args, sync) -> tuple[dict, dict]:
+    """Time ours and the references of one of REFERENCED; memory after the timed steps; exactness
+    from a separate run of --exact-steps steps each, p.grad set back to the same gradient before
+    every step (the schedulefree package divides p.grad in place, so its timed run drifts)."""
+    hp, makers, exact_vs, note = referenced(name)
+    if note:
+        print(f"note: {note}", flush=True)
+    impls = {}
+    for label, make in makers.items():
+        params = copies(base)
+        impls[label] = (make(params), params)
+    results = time_steps(impls, sync, args.warmup, args.repeats, args.steps)
+    finals = {}
+    for label, make in makers.items():
+        results[label]["memory"] = state_ratio(*impls[label])
+        params = copies(base)
+        opt = make(params)
+        for _ in range(args.exact_steps):
+            for q, (_, _, g) in zip(params, base):
+                q.grad.copy_(g)
+            opt.step()
+        finals[label] = params
+    for label in makers:
+        if exact_vs is None:
+            results[label]["exact"] = "(no reference)"
+        else:
+            results[label]["exact"] = "(reference)" if label == exact_vs else exactness(finals[label], finals[exact_vs])
+    return results, {"hp": hp, "note": note, "reference": exact_vs}
+
+
 def run_muon(base, args, sync) -> tuple[dict, dict]:
     """Ours vs torch.optim.Muon on ResNet-18's 2-D params; Newton-Schulz alone; memory on the full set."""
     import torch
@@ -216,7 +355,8 @@ def main() -> None:
         "--algorithms",
         nargs="+",
         default=DEFAULT_ALGORITHMS,
-        help=f"subset of: {', '.join(DEFAULT_ALGORITHMS)} (quote names with spaces)",
+        help=f"subset of: {', '.join(DEFAULT_ALGORITHMS + REFERENCED)} (quote names with spaces; default: "
+        f"{' '.join(DEFAULT_ALGORITHMS)})",
     )
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)"
@@ -228,12 +368,15 @@ def main() -> None:
     parser.add_argument("--muon-full", action="store_true", help="also time ours on the full set (~1 min/step on CPU)")
     parser.add_argument("--no-compile", action="store_true", help="skip ours compiled")
     parser.add_argument(
+        "--exact-steps", type=int, default=10, help=f"steps of the exactness run of {', '.join(REFERENCED)}"
+    )
+    parser.add_argument(
         "--warm-cache", action="store_true", help="keep inductor's on-disk cache (compile looks cheaper)"
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     _report.add_output_args(parser)
     args = parser.parse_args()
-    known = set(DEFAULT_ALGORITHMS)
+    known = set(DEFAULT_ALGORITHMS + REFERENCED)
     if unknown := [a for a in args.algorithms if a not in known]:
         parser.error(f"unknown algorithm(s) {unknown}; choose from {sorted(known)}")
     started, load_before = _report.now(), _report.load()
@@ -255,21 +398,23 @@ def main() -> None:
         flush=True,
     )
 
-    results, muon = {}, None
+    results, muon, referenced_results, referenced_info = {}, None, {}, {}
     for name in args.algorithms:
         t0 = time.perf_counter()
         if name == "muon":
             results[name], muon = run_muon(base, args, sync)
+        elif name in REFERENCED:
+            referenced_results[name], referenced_info[name] = run_referenced(name, base, args, sync)
         else:
             results[name] = run_elementwise(name, base, args, sync)
-        for label, r in results[name].items():
+        for label, r in {**results, **referenced_results}[name].items():
             print(
                 f"{name:28s} {label:16s} {r['median'] * 1e3:9.2f} ms/step  (first steps {r['first']:.1f} s)", flush=True
             )
         print(f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     # The step-time table.
-    rows, spreads = [], []
+    rows, spreads = [], [_harness.spread(r["samples"]) for res in referenced_results.values() for r in res.values()]
     for name, res in results.items():
         foreach = res.get(FOREACH, {}).get("median")
         fused = res.get(FUSED, {}).get("median")
@@ -328,6 +473,55 @@ def main() -> None:
         align="lrrrrr",
     )
 
+    # Issue 14's optimizers: ours / each other implementation of the same rule, and the memory table's rows.
+    ref_rows, comparisons, ref_headline, cautious_headline = [], [], [], []
+    for name, res in referenced_results.items():
+        ours = res[OURS]
+        for label, r in res.items():
+            ref_rows.append(
+                [
+                    name if label == OURS else "",
+                    label,
+                    f"{r['median'] * 1e3:.2f}",
+                    f"{min(r['samples']) * 1e3:.2f}",
+                    fmt_ratio(ours["median"] / r["median"]),
+                    f"{r['memory']:.2f}",
+                    r["exact"],
+                ]
+            )
+            if label == OURS:
+                continue
+            ratio, by_min = ours["median"] / r["median"], min(ours["samples"]) / min(r["samples"])
+            what = "the cautious mask's cost" if label == PLAIN else "ours / reference"
+            comparisons.append(
+                f"- {name}: ours {ours['median'] * 1e3:.2f} ms vs {label} {r['median'] * 1e3:.2f} ms "
+                f"= {fmt_ratio(ratio)} ({what}; fastest samples: {fmt_ratio(by_min)})"
+            )
+        others = [label for label in res if label != OURS]
+        ratios = "/".join(fmt_ratio(ours["median"] / res[label]["median"]) for label in others)
+        if PLAIN in res:
+            cautious_headline.append(f"{ratios} ({name.split()[0]})")
+        else:
+            ref_headline.append(f"{name} {ratios}" if others else f"{name} (no reference installed)")
+        get = lambda label, res=res: f"{res[label]['memory']:.3f}" if label in res else ""  # noqa: E731
+        other = ", ".join(f"{res[label]['memory']:.3f} ({label})" for label in others if label not in (LOOP, FOREACH))
+        mrows.append([name, get(OURS), "", get(LOOP), get(FOREACH), other])
+    mem_table = _report.Table(mem_table.headers, mrows, align=mem_table.align)
+    ref_table = _report.Table(
+        [
+            "algorithm",
+            "implementation",
+            "median ms/step",
+            "min ms/step",
+            "ours / this",
+            "state/param bytes",
+            f"final params after {args.exact_steps} steps vs the reference",
+        ],
+        ref_rows,
+        align="llrrrrl",
+    )
+    comparison_text = "\n".join(comparisons)
+
     # Verdicts, from the medians above; the headline quotes the range of each kind of ratio.
     verdicts, vs_torch, vs_fused, muon_ratio = [], [], {OURS: [], COMPILED: []}, None
 
@@ -382,6 +576,10 @@ def main() -> None:
         headline_parts.append(f"vs torch fused (SGD, Adam, AdamW) {fused_text} (target <= {TARGET_FUSED}x)")
     if muon_ratio is not None:
         headline_parts.append(f"Muon {fmt_ratio(muon_ratio)} torch's")
+    if ref_headline:
+        headline_parts.append(f"ours / reference (for-loop/foreach): {', '.join(ref_headline)}")
+    if cautious_headline:
+        headline_parts.append(f"cautious / plain step: {', '.join(cautious_headline)}")
     headline = "; ".join(headline_parts) + f" ({setup})"
 
     muon_text = ""
@@ -395,33 +593,74 @@ def main() -> None:
         )
         if "full" in muon:
             muon_text += f" Ours on the full set ({muon['full_split']}): {muon['full']['median']:.1f} s/step."
+    compiled = bool(results) and not args.no_compile
     workload = (
         f"torchvision resnet18(weights=None) parameters: {len(base)} tensors, {n_params / 1e6:.2f}M float32 "
         f"params on {device}; fixed random grads; torch threads {torch.get_num_threads()}; {args.warmup} warm-up "
-        f"steps, then {args.repeats} interleaved samples of {args.steps} steps per implementation "
-        f"(Muon: 1 warm-up, {args.muon_repeats} single steps); inductor cache "
-        f"{'warm (kept)' if args.warm_cache else 'cold (fresh directory)'}"
+        f"steps, then {args.repeats} interleaved samples of {args.steps} steps per implementation"
+        + (f" (Muon: 1 warm-up, {args.muon_repeats} single steps)" if "muon" in results else "")
+        + (f"; inductor cache {'warm (kept)' if args.warm_cache else 'cold (fresh directory)'}" if compiled else "")
     )
     noise_text = (
         f"Run-to-run spread within an implementation (max/min sample - 1): median {noise * 100:.0f}%, "
         f"largest {max(spreads) * 100:.0f}%."
     )
-    hps = "; ".join(f"{n}: {algorithms()[n][2]}" for n in results if n != "muon")
-    print(
-        f"\n{workload}\n\n{step_table}\n\nstate bytes / param bytes:\n{mem_table}\n\n{noise_text}\n{muon_text}\n\n"
-        f"targets:\n{verdict_text}"
+    hps = "; ".join(
+        [f"{n}: {algorithms()[n][2]}" for n in results if n != "muon"]
+        + [f"{n}: {info['hp']}" for n, info in referenced_info.items()]
     )
+    if "muon" in results:
+        hps += "; Muon lr 0.02, weight_decay 0.1"
+    notes = [f"note: {info['note']}" for info in referenced_info.values() if info["note"]]
+    references = {n: info["reference"] for n, info in referenced_info.items() if info["reference"]}
+    ref_text = ""
+    if referenced_results:
+        compared = "; ".join(
+            f"{n}: {label}"
+            + (" (torch's foreach NAdam rounds differently; ours follows its for-loop one)" if n == "nadamw" else "")
+            for n, label in references.items()
+        )
+        ref_text = (
+            "Issue 14's optimizers, each against its reference (\"ours / this\": our median / this row's median; "
+            "for a cautious one, the cost of the mask over our plain step). Every implementation runs "
+            f"{args.exact_steps} more steps from the start, p.grad set back to the same gradient before each (the "
+            "schedulefree package divides p.grad in place: its timed steps see drifting gradients, which does "
+            "not change their cost), and its params are compared with the reference row"
+            + (f": {compared}. " if compared else ". ")
+            + "The schedule-free ones are switched to train mode before their first step. "
+            "Cautious AdamW and Lion have no other implementation (the tests check the rule written out)."
+        )
+    print(f"\n{workload}\n")
+    if results:
+        print(f"{step_table}\n")
+    if referenced_results:
+        print(f"{ref_table}\n\n" + "".join(f"{note}\n" for note in notes))
+    print(f"state bytes / param bytes:\n{mem_table}\n\n{noise_text}\n{muon_text}\n")
+    if verdicts:
+        print(f"targets:\n{verdict_text}\n")
+    if comparisons:
+        print(f"issue 14's optimizers vs their references:\n{comparison_text}\n")
 
-    body = (
-        f'Workload: {workload}. Hyperparameters: {hps}; Muon lr 0.02, weight_decay 0.1. "first steps, extra s" = '
-        'time of the warm-up steps minus that many median steps (for ours compiled: the compile). "vs" columns: '
-        "median / median.\n\n"
-        f"{step_table}\n\n{noise_text} {muon_text}\n\n"
+    body = f"Workload: {workload}. Hyperparameters: {hps}."
+    if results:
+        body += (
+            ' "first steps, extra s" = time of the warm-up steps minus that many median steps (for ours compiled: '
+            f'the compile). "vs" columns: median / median.\n\n{step_table}'
+        )
+    if referenced_results:
+        body += f"\n\n{ref_text}\n\n{ref_table}" + "".join(f"\n\n{note}" for note in notes)
+    body += (
+        f"\n\n{noise_text}{' ' + muon_text if muon_text else ''}\n\n"
         "Memory each optimizer keeps per parameter (bytes of the tensors in optimizer.state / bytes of the params, "
-        "measured after the steps; step counters included):\n\n"
-        f"{mem_table}\n\nTargets (ours <= torch's for-loop and foreach; SGD/Adam/AdamW <= {TARGET_FUSED}x torch fused):\n\n"
-        f"{verdict_text}\n"
+        f"measured after the timed steps; step counters included):\n\n{mem_table}\n"
     )
+    if verdicts:
+        body += (
+            f"\nTargets (ours <= torch's for-loop and foreach; SGD/Adam/AdamW <= {TARGET_FUSED}x torch fused):\n\n"
+            f"{verdict_text}\n"
+        )
+    if comparisons:
+        body += f"\nIssue 14's optimizers, ours vs each other implementation (median / median):\n\n{comparison_text}\n"
     _report.publish(
         args,
         f"Optimizer step on ResNet-18 parameters ({setup})",
@@ -429,7 +668,7 @@ def main() -> None:
         started,
         load_before,
         headline=headline,
-        table=step_table,
+        table=step_table if results else ref_table,
     )
     if cache is not None:
         cache.cleanup()
