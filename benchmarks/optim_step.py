@@ -1,8 +1,9 @@
 """Optimizer step time and state memory: ours (optlab.optim) vs torch.optim, on ResNet-18's parameters.
 
-Latest (2026-11-23 09:43 UTC, AMD EPYC, 2 logical CPUs): ours 0.42x-0.88x torch's for-loop and
-foreach step time (target <= 1x); vs torch fused (SGD, Adam, AdamW) ours 2.34x-2.67x, ours compiled
-1.33x-1.42x (target <= 1.5x); Muon 1.02x torch's (cpu, 2 threads); see docs/benchmarks.md.
+Latest (2026-12-03 18:32 UTC, AMD EPYC, 2 logical CPUs): ours / reference (for-loop/foreach): rprop
+0.67x/0.78x, nadamw 0.57x/0.55x, adopt 1.05x/0.90x, adamw_schedulefree 1.06x/1.04x, sgd_schedulefree
+1.36x/1.33x; cautious / plain step: 2.17x (adamw), 3.44x (lion) (cpu, 1 thread); see
+docs/benchmarks.md.
 
 The parameter set is torchvision's resnet18(weights=None): 62 tensors, 11.7M float32 params, their
 real shapes. Every parameter gets a random gradient once (fixed seed); the same values go to every
