@@ -1,8 +1,8 @@
 """Optimizer step time and state memory: ours (optlab.optim) vs torch.optim, on ResNet-18's parameters.
 
-Latest (2026-12-03 18:36 UTC, AMD EPYC, 2 logical CPUs): ours / reference (for-loop/foreach): rprop
-0.79x/0.74x, nadamw 0.97x/1.14x, adopt 1.12x/0.92x, adamw_schedulefree 1.16x/1.09x, sgd_schedulefree
-1.46x/1.28x; cautious / plain step: 2.24x (adamw), 3.28x (lion) (cpu, 1 thread); see
+Latest (2026-12-03 18:39 UTC, AMD EPYC, 2 logical CPUs): ours / reference (for-loop/foreach): rprop
+0.62x/0.69x, nadamw 0.54x/0.60x, adopt 1.11x/0.90x, adamw_schedulefree 1.04x/1.04x, sgd_schedulefree
+1.32x/1.36x; cautious / plain step: 2.33x (adamw), 2.92x (lion) (cpu, 1 thread); see
 docs/benchmarks.md.
 
 The parameter set is torchvision's resnet18(weights=None): 62 tensors, 11.7M float32 params, their
