@@ -20,8 +20,9 @@ implementation, each with its own copies of params and grads. For each algorithm
     Newton-Schulz alone on it. Ours on the full set (Muon on the hidden convs, AdamW on the rest) is
     timed with --muon-full: over a minute per step on a 2-core CPU (bfloat16 matmuls without
     hardware bf16 support).
-Issue 14's optimizers (not in the default run: it would pass 4 minutes; name them with --algorithms),
-each against the reference its tests use, for-loop and foreach where it has both:
+Issue 14's optimizers, each against the reference its tests use, for-loop and foreach where it has
+both (not in the default run, which took 3m17s without them on a loaded 2-core VM; name them with
+--algorithms):
   - rprop (optlab.optim.Rprop) and nadamw (NAdamW) vs torch.optim.Rprop / NAdam(decoupled_weight_decay=True);
     ours is compared with torch's for-loop (torch's foreach NAdam rounds differently),
   - adopt vs pytorch_optimizer.ADOPT, adamw_schedulefree / sgd_schedulefree vs the schedulefree package's
@@ -52,7 +53,7 @@ To run (about 2.5 minutes on a quiet 2-core CPU):
     python benchmarks/optim_step.py --threads 1
     python benchmarks/optim_step.py --algorithms adamw sgd --repeats 7
     python benchmarks/optim_step.py --threads 1 --repeats 15 --algorithms rprop nadamw adopt \\
-        adamw_schedulefree sgd_schedulefree 'adamw cautious' 'lion cautious'   # issue 14's (~1.5 min)
+        adamw_schedulefree sgd_schedulefree 'adamw cautious' 'lion cautious'   # issue 14's (2.5-3.5 min)
     python benchmarks/optim_step.py --device cuda
     python benchmarks/optim_step.py --docs   # also into docs/benchmarks.md and the Latest line above
 """
