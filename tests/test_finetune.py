@@ -19,7 +19,7 @@ from torchvision import models
 from optlab.models import PretrainedResNet
 from optlab.optim import SGD, build_optimizer
 from optlab.run import compose_config, train
-from optlab.validate import ConfigError, validate
+from optlab.validate import ConfigError, instantiable, validate
 from test_cifar10 import write_cifar10
 
 WEIGHT_ENUMS = {"resnet18": models.ResNet18_Weights, "resnet34": models.ResNet34_Weights}
@@ -108,7 +108,7 @@ def fit_in_process(cfg):
     model = instantiate(cfg.model, optimizer=instantiate(cfg.optimizer), scheduler=scheduler, _convert_="all")
     before = backbone_snapshot(model.net)
     trainer = instantiate(
-        cfg.trainer,
+        instantiable(cfg.trainer, "trainer"),  # without optlab's own keys (trainer.channels_last)
         strategy=instantiate(cfg.strategy),
         callbacks=[],
         logger=False,

@@ -113,7 +113,11 @@ def test_batchnorm_statistics_are_recomputed_for_x_and_put_back_for_training():
         opt.zero_grad()
     training_stats = net[1].running_mean.clone()
     loader = [(torch.randn(8, 3) + 5, None) for _ in range(3)]
-    trainer = SimpleNamespace(optimizers=[opt], datamodule=SimpleNamespace(train_dataloader=lambda: loader))
+    trainer = SimpleNamespace(
+        optimizers=[opt],
+        datamodule=SimpleNamespace(train_dataloader=lambda: loader),
+        strategy=SimpleNamespace(batch_to_device=lambda batch: batch),  # the data module's transfer hooks run there
+    )
     callback, rng = ScheduleFreeModes(bn_batches=2), torch.get_rng_state()
     net.eval()
     callback.on_validation_start(trainer, net)

@@ -166,7 +166,10 @@ def _instantiate_all(cfg: DictConfig):
         if cfg.trainer.get("enable_model_summary", True) and not any(isinstance(c, ModelSummary) for c in callbacks):
             callbacks.append(LayerSummary())  # layers, not metric objects; Lightning then adds none of its own
         trainer = instantiate(
-            cfg.trainer, strategy=instantiate(cfg.strategy), callbacks=callbacks, logger=loggers or False
+            instantiable(cfg.trainer, "trainer"),
+            strategy=instantiate(cfg.strategy),
+            callbacks=callbacks,
+            logger=loggers or False,
         )
         # Without compare.py's `search_space` and the lr scaling rule, with the lr for this run's
         # global batch (known now that the Trainer knows its processes), and with plain lists:
@@ -175,7 +178,13 @@ def _instantiate_all(cfg: DictConfig):
         optimizer = instantiate(
             instantiable(cfg.optimizer, "optimizer"), _convert_="all", **_scaled_lr(cfg, datamodule, trainer)
         )
-        model = instantiate(cfg.model, optimizer=optimizer, scheduler=scheduler, _convert_="all")
+        model = instantiate(
+            cfg.model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            _convert_="all",
+            **({"channels_last": True} if cfg.trainer.get("channels_last") else {}),  # a fork's module may lack it
+        )
     except (InstantiationException, ValueError, FileNotFoundError, TypeError) as e:
         raise ConfigError(_one_line(e)) from e
     return datamodule, model, trainer

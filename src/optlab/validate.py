@@ -45,6 +45,9 @@ RULES = {
         lambda v: str(v) in {"32", "32-true", "64", "64-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true"},
         "one of 32-true, 64-true, bf16-mixed, 16-mixed, bf16-true, 16-true (or 32, 64)",
     ),
+    "trainer.channels_last": (lambda v: isinstance(v, bool), "true or false"),
+    "model.activation_checkpointing": (lambda v: isinstance(v, bool), "true or false"),
+    "data.normalize_on_device": (lambda v: isinstance(v, bool), "true or false"),
     "trainer.devices": (
         lambda v: v == "auto" or (_int(v) and (v >= 1 or v == -1)) or isinstance(v, (list, str)),
         "a positive integer, -1, 'auto' or a list of device ids",
@@ -83,8 +86,8 @@ def check_targets(node, path: str = "") -> None:
 
 
 # Keys of a config node that are read by optlab, not passed to its _target_ (compare.py's search space,
-# the lr scaling rule).
-NOT_ARGUMENTS = {"optimizer": {"search_space", "lr_scaling"}}
+# the lr scaling rule, the memory format the model applies).
+NOT_ARGUMENTS = {"optimizer": {"search_space", "lr_scaling"}, "trainer": {"channels_last"}}
 
 
 def instantiable(node: DictConfig, group: str) -> DictConfig:

@@ -66,10 +66,11 @@ class ScheduleFreeModes(Callback):
         pl_module.train()
         states = torch.get_rng_state(), random.getstate(), np.random.get_state()
         try:
-            for i, (x, _) in enumerate(trainer.datamodule.train_dataloader()):
+            for i, batch in enumerate(trainer.datamodule.train_dataloader()):
                 if i == self.bn_batches:
                     break
-                pl_module(x.to(pl_module.device))
+                x, _ = trainer.strategy.batch_to_device(batch)  # with the data module's transfer hooks
+                pl_module(x)
         finally:
             torch.set_rng_state(states[0])
             random.setstate(states[1])

@@ -75,7 +75,10 @@ class CIFAR10Files(datasets.CIFAR10):
 class CIFAR10DataModule(SplitDataModule):
     """`data=cifar10`: the training files split into train and validation (`val_size` images, chosen by
     `split_seed`, not the run's seed, and never augmented), the test files as the test set.
-    `image_size=224 normalization=imagenet` feeds pretrained models."""
+    `image_size=224 normalization=imagenet` feeds pretrained models. With `normalize_on_device` the
+    workers yield uint8 images and the standardization runs on the device."""
+
+    NORMALIZES_ON_DEVICE = True
 
     def __init__(
         self,
@@ -96,6 +99,8 @@ class CIFAR10DataModule(SplitDataModule):
         self.root, self.download, self.verify_md5 = str(root), download, verify_md5
         self.val_size, self.split_seed = val_size, split_seed
         self.image_size, self.normalization, self.augment = image_size, normalization, augment
+        mean, std = (torch.tensor(v).view(-1, 1, 1) for v in NORMALIZATION[normalization])
+        self.device_normalization = (mean, std) if self.normalize_on_device else None
 
     @staticmethod
     def check_config(node) -> None:
@@ -125,7 +130,10 @@ class CIFAR10DataModule(SplitDataModule):
         if train and self.augment:
             pad = max(4, self.image_size // 8)
             steps += [transforms.RandomCrop(self.image_size, padding=pad), transforms.RandomHorizontalFlip()]
-        steps += [transforms.ToTensor(), transforms.Normalize(*NORMALIZATION[self.normalization])]
+        if self.normalize_on_device:
+            steps.append(transforms.PILToTensor())  # uint8, standardized on the device (SplitDataModule)
+        else:
+            steps += [transforms.ToTensor(), transforms.Normalize(*NORMALIZATION[self.normalization])]
         return transforms.Compose(steps)
 
     def _dataset(self, train: bool, transform) -> CIFAR10Files:

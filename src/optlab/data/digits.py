@@ -24,7 +24,10 @@ class ShiftAugmented(Dataset):
 
 class DigitsDataModule(SplitDataModule):
     """`data=digits`: the 1797 images split into test, validation and train by `split_seed` and
-    standardized with the training images' mean and std; `augment` adds `ShiftAugmented`'s shifts."""
+    standardized with the training images' mean and std (in setup, or per batch on the device with
+    `normalize_on_device`); `augment` adds `ShiftAugmented`'s shifts."""
+
+    NORMALIZES_ON_DEVICE = True
 
     def __init__(
         self,
@@ -51,7 +54,10 @@ class DigitsDataModule(SplitDataModule):
         n_val = int(len(labels) * self.val_fraction)
         test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
         mean, std = images[train].mean(), images[train].std()
-        images = (images - mean) / std
+        if self.normalize_on_device:
+            self.device_normalization = (mean, std)
+        else:
+            images = (images - mean) / std
         self.train_set = (
             ShiftAugmented(images[train], labels[train])
             if self.augment

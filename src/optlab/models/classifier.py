@@ -19,6 +19,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from optlab.loggers.steps import logs_this_step
+from optlab.models.checkpointing import checkpoint_blocks
 from optlab.models.init import initialize
 from optlab.optim import build_optimizer
 
@@ -27,7 +28,9 @@ class ImageClassifier(L.LightningModule):
     """`model=resnet_scratch` / `model=resnet_finetune` (`net` is the network): `optimizer` and `scheduler` are
     partial constructors (the `optimizer` / `scheduler` groups) built in configure_optimizers over the strategy's
     model, with `param_groups` as options to optlab.optim.build_optimizer. `init`: how the net's
-    conv/linear weights start (optlab.models.init)."""
+    conv/linear weights start (optlab.models.init). `activation_checkpointing`: recompute each residual block in
+    the backward pass (optlab.models.checkpointing). `channels_last`: the net and its inputs in NHWC memory
+    format (set from `trainer.channels_last`)."""
 
     # Set several times per step (Lightning sets _current_fx_name around each of ~20 hook calls), and
     # never a parameter, module or buffer: skip nn.Module.__setattr__'s checks for those (2 us each).
@@ -48,6 +51,8 @@ class ImageClassifier(L.LightningModule):
         label_smoothing: float = 0.0,
         compile: bool = False,
         init: str = "default",
+        activation_checkpointing: bool = False,
+        channels_last: bool = False,
     ):
         super().__init__()
         if init != "default" and getattr(net, "pretrained", False):
@@ -56,6 +61,11 @@ class ImageClassifier(L.LightningModule):
                 "(or model.net.weights=null)"
             )
         initialize(net, init)
+        if activation_checkpointing:
+            checkpoint_blocks(net)
+        if channels_last:
+            net.to(memory_format=torch.channels_last)
+        self.channels_last = channels_last
         # Plain values only: checkpoints then load with torch's weights_only=True. The net, optimizer
         # and scheduler are rebuilt from the config (saved next to the checkpoint in .hydra/).
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"], logger=False)
@@ -84,7 +94,7 @@ class ImageClassifier(L.LightningModule):
             from torch.distributed.fsdp import fully_shard
 
             dp_mesh = mesh["data_parallel"]
-            for unit in getattr(self.net, "fsdp_units", list)():
+            for unit in getattr(self.net, "residual_blocks", list)():
                 fully_shard(unit, mesh=dp_mesh)
             fully_shard(self.net, mesh=dp_mesh)
         if self.hparams.compile:
@@ -114,6 +124,8 @@ class ImageClassifier(L.LightningModule):
 
     def _step(self, batch):
         x, y = batch
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         logits = self(x)
         return self.criterion(logits, y), logits.argmax(dim=1), y
 

@@ -151,7 +151,8 @@ class PretrainedResNet(nn.Module):
             self.backbone.eval()
         return self
 
-    def fsdp_units(self) -> list[nn.Module]:
+    def residual_blocks(self) -> list[nn.Module]:
+        """torchvision's residual blocks (layer1..layer4): the units of FSDP2 and activation checkpointing."""
         return [
             block
             for layer in (self.backbone.layer1, self.backbone.layer2, self.backbone.layer3, self.backbone.layer4)

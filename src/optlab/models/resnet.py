@@ -99,8 +99,9 @@ class ResNet(nn.Module):
         """Layers for layer-wise lr decay, input to output: the stem, each residual block, the head."""
         return ["stem", *(f"blocks.{i}" for i in range(len(self.blocks))), "head"]
 
-    def fsdp_units(self) -> list[nn.Module]:
-        """Submodules that FSDP2 shards (and gathers) one at a time."""
+    def residual_blocks(self) -> list[nn.Module]:
+        """The residual blocks: FSDP2 shards (and gathers) them one at a time, activation checkpointing
+        recomputes them one at a time."""
         return list(self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
