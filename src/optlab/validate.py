@@ -148,9 +148,48 @@ def check_devices(cfg: DictConfig) -> None:
         )
 
 
+def _resume_command(path: Path) -> str:
+    """This command line with `ckpt_path=<path>` in place of the one given (train.py's; a generic one
+    when called from Python)."""
+    import shlex
+    import sys
+
+    args = sys.argv[1:] if Path(sys.argv[0]).name == "train.py" else []
+    args = [a for a in args if not a.lstrip("+").startswith("ckpt_path=")]
+    return shlex.join(["python", "train.py", *args, f"ckpt_path={path}"])
+
+
+def _intact_sibling(path: Path) -> Path | None:
+    """The newest other Lightning checkpoint in `path`'s folder that is whole (CRCs) with finite weights."""
+    from optlab.safe_load import torch_file
+
+    others = [p for p in path.parent.glob("*.ckpt") if p.is_file() and p.resolve() != path.resolve()]
+    for other in sorted(others, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            blob = torch_file(other, "ckpt_path", mmap=True)  # verified: CRCs, then nan/inf
+        except Exception:  # damaged, unreadable, or asks to run code: not a candidate
+            continue
+        if isinstance(blob, dict) and "state_dict" in blob:
+            return other
+    return None
+
+
+def _damaged(ckpt, path: Path, why: str) -> ConfigError:
+    """The one-line refusal of a damaged `ckpt_path`, naming the newest intact checkpoint beside it."""
+    from optlab.safe_load import DamagedFileError
+
+    other = _intact_sibling(path)
+    if other is None:
+        fix = f"no intact checkpoint is beside it in {path.parent}/: start a new run without ckpt_path"
+    else:
+        fix = f"the newest intact checkpoint beside it is {other}: resume with `{_resume_command(other)}`"
+    return DamagedFileError(f"ckpt_path={ckpt} is damaged ({why}) and was not loaded; {fix}")
+
+
 def check_checkpoint(cfg: DictConfig) -> None:
-    """`ckpt_path` (resume, or what train=false tests): a whole torch file that loads without running code
-    (mmapped: the tensors are not read) and holds a Lightning state_dict, so a bad one fails before training."""
+    """`ckpt_path` (resume, or what train=false tests): a whole torch file (every CRC of its archive
+    checked) that loads without running code (mmapped), holds a Lightning state_dict, and has finite
+    weights and optimizer state; a bad one fails before training, naming the newest intact one beside it."""
     ckpt = cfg.get("ckpt_path")
     if not ckpt:
         return
@@ -160,26 +199,43 @@ def check_checkpoint(cfg: DictConfig) -> None:
             f"ckpt_path={ckpt} does not exist; pass a file such as logs/train/<run_id>/checkpoints/last.ckpt"
         )
     if not zipfile.is_zipfile(path):  # torch.save's format is a zip archive: a cut-off file is not
-        raise ConfigError(
-            f"ckpt_path={ckpt} is corrupted or not a torch checkpoint; pick another file in its "
-            "checkpoints/ folder (last.ckpt or best-*.ckpt)"
-        )
-    from optlab.safe_load import torch_file
+        raise _damaged(ckpt, path, "corrupted or not a torch checkpoint: it is not a whole zip archive")
+    from optlab.safe_load import archive_damage, content_damage, torch_file
 
+    why = archive_damage(path)  # before unpickling: torch's loader reads no CRC
+    if why is not None:
+        raise _damaged(ckpt, path, why)
     try:
-        blob = torch_file(path, "ckpt_path", mmap=True)  # mmap: the tensors' bytes are not read
+        blob = torch_file(path, "ckpt_path", mmap=True, verify=False)  # mmap: tensors read only when checked
     except ConfigError:
         raise
     except Exception as e:
-        raise ConfigError(
-            f"ckpt_path={ckpt} cannot be read ({type(e).__name__}); it is corrupted, pick another "
-            "file in its checkpoints/ folder"
-        ) from None
+        raise _damaged(ckpt, path, f"corrupted: it cannot be read ({type(e).__name__})") from None
     if not isinstance(blob, dict) or "state_dict" not in blob:
         raise ConfigError(
             f"ckpt_path={ckpt} is not a Lightning checkpoint (no state_dict); "
             "for pretrained weights use model.net.weights=<file>"
         )
+    why = content_damage(path, blob)
+    if why is not None:
+        raise _damaged(ckpt, path, why)
+
+
+def check_weights_file(cfg: DictConfig) -> None:
+    """`model.net.weights=<local file>` (a finetune's starting weights): refused before anything starts
+    when damaged (CRCs, nan/inf), like ckpt_path. Unreadable files are worded where the weights load."""
+    weights = OmegaConf.select(cfg, "model.net.weights")
+    path = Path(str(weights)).expanduser() if isinstance(weights, str) else None
+    if path is None or path.suffix not in (".pt", ".pth", ".ckpt") or not path.is_file():
+        return
+    from optlab.safe_load import DamagedFileError, torch_file
+
+    try:
+        torch_file(path, "model.net.weights", mmap=zipfile.is_zipfile(path))
+    except DamagedFileError as e:
+        raise DamagedFileError(f"{e}; use another copy of the file") from None
+    except Exception:  # asks to run code (the net's check_config words it), cut off, not a torch file
+        pass
 
 
 def check_optimizer(cfg: DictConfig) -> None:
@@ -343,3 +399,4 @@ def validate(cfg: DictConfig) -> None:
     check_classes(cfg)
     check_callbacks(cfg)
     check_checkpoint(cfg)
+    check_weights_file(cfg)
