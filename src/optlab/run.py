@@ -6,7 +6,6 @@ search path and the run-time `HydraConfig`); everything else is handed plain con
 """
 
 import contextlib
-import json
 import logging
 import os
 import resource
@@ -23,7 +22,7 @@ from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from optlab import console_log, noise
+from optlab import console_log, noise, strict_json
 from optlab.callbacks.schedulefree import ScheduleFreeModes, is_schedule_free
 from optlab.callbacks.summary import LayerSummary
 from optlab.launch import Job, external_layout
@@ -263,7 +262,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         run_dir = Path(cfg.paths.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        (run_dir / METRICS_FILE).write_text(strict_json.dumps(metrics, indent=2, sort_keys=True))
         print_summary(metrics, run_dir, tested)
     return metrics
 

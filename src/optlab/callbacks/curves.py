@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lightning.pytorch import Callback
 
+from optlab import strict_json
 from optlab.loggers.steps import logs_this_step, scalar_metrics
 
 ROWS, PNG, HTML = "curves.jsonl", "curves.png", "curves.html"
@@ -42,7 +43,7 @@ class Curves(Callback):
         }
         row.update({k: float(v) for k, v in values.items() if v is not None})
         with open(self.dir / ROWS, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(strict_json.dumps(row) + "\n")
 
     def _metric(self, trainer, name: str):
         return scalar_metrics(trainer.callback_metrics).get(name)
@@ -54,7 +55,7 @@ class Curves(Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / ROWS
         rows = read_rows(path) if trainer.ckpt_path else []  # a resume keeps what came before its checkpoint
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] <= trainer.global_step))
+        path.write_text("".join(strict_json.dumps(r) + "\n" for r in rows if r["step"] <= trainer.global_step))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self._due = logs_this_step(trainer)  # asked before the step, as the progress bar does
@@ -90,7 +91,8 @@ class Curves(Callback):
 def read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{k: strict_json.number(v) for k, v in row.items()} for row in rows]  # "nan" back to nan
 
 
 def series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:

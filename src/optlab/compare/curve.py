@@ -20,6 +20,7 @@ from pathlib import Path
 from lightning.pytorch import Callback
 from omegaconf import open_dict
 
+from optlab import strict_json
 from optlab.callbacks.curves import ROWS, read_rows
 
 FIT = "fit.json"
@@ -54,7 +55,7 @@ class FitCost(Callback):
             "examples_seen": int(getattr(pl_module, "examples_seen", 0)),
         }
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / FIT).write_text(json.dumps(fit))
+        (self.dir / FIT).write_text(strict_json.dumps(fit))
 
 
 def configure_run(cfg, run_dir: str, val_every: int | None = None, **trial) -> None:

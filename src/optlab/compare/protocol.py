@@ -20,7 +20,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from optlab import launch
+from optlab import launch, strict_json
 from optlab.compare import curve, stats, workers
 from optlab.compare.config import Candidate, Protocol, Task, default_space, protocol
 from optlab.launch.job import Job
@@ -143,7 +143,7 @@ def check_resume(p: Protocol) -> None:
                 "its command to resume it (eval.seeds may grow), or start a new one with name=<new name>"
             )
     p.dir.mkdir(parents=True, exist_ok=True)
-    workers.write_text(path, json.dumps(_protocol_record(p), indent=2))
+    workers.write_text(path, strict_json.dumps(_protocol_record(p), indent=2))
 
 
 def _protocol_record(p: Protocol) -> dict:
@@ -329,7 +329,7 @@ def compare(cfg: DictConfig, training: list[str], search_path: list[str], config
     clock.mark("report")
     cost = clock.cost(*runs)  # ...but is in cost.json and here
     if ran or not (p.dir / "cost.json").is_file():
-        workers.write_text(p.dir / "cost.json", json.dumps(cost))
+        workers.write_text(p.dir / "cost.json", strict_json.dumps(cost))
     print(f"[compare] cost: {cost_line(cost)}", flush=True)
 
 

@@ -15,7 +15,6 @@ reported in one line on stderr, exit code 2.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from optlab import strict_json
 from optlab.landscape.functions import FUNCTIONS, TestFunction
 from optlab.landscape.trajectory import DEFAULT_OPTIMIZERS, OPTIMIZERS, family, resolve_optimizer, trajectory
 
@@ -243,7 +243,7 @@ def run(args: argparse.Namespace) -> Path:
             if not args.no_html:
                 write_html(fn, paths, out / f"{fn_name}.html", labels=labels)
     record = {"argv": args.argv, "dtype": args.dtype, "runs": rows}
-    (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / "run.json").write_text(strict_json.dumps(record, indent=2) + "\n")
     print_table(rows, out)
     return out
 

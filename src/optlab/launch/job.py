@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from optlab import strict_json
 from optlab.launch.layout import is_rank_zero
 
 OUTCOME = "outcome.json"
@@ -44,7 +44,7 @@ class Job:
     log_file: str | None = None  # in a fresh or worker process: where its stdout/stderr go (None: inherit)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return strict_json.dumps(asdict(self), indent=2)
 
     @classmethod
     def from_json(cls, text: str) -> Job:
@@ -68,18 +68,14 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:500]}" if text else type(e).__name__
 
 
-def _finite(value):
-    return value if not isinstance(value, float) or math.isfinite(value) else str(value)
-
-
 def write_outcome(run_dir: str | Path, outcome: dict) -> None:
-    """Rank 0 only; non-finite numbers are written as strings ("nan"), so the file stays valid JSON."""
+    """Rank 0 only; non-finite numbers are written as strings ("nan"), so the file stays valid JSON
+    (optlab.strict_json)."""
     if not is_rank_zero():
         return
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    outcome = {**outcome, "metrics": {k: _finite(v) for k, v in (outcome.get("metrics") or {}).items()}}
-    (run_dir / OUTCOME).write_text(json.dumps(outcome, indent=2, default=str))
+    (run_dir / OUTCOME).write_text(strict_json.dumps(outcome, indent=2, default=str))
 
 
 def read_outcome(run_dir: str | Path) -> dict | None:
@@ -88,7 +84,7 @@ def read_outcome(run_dir: str | Path) -> dict | None:
     if not path.is_file():
         return None
     outcome = json.loads(path.read_text())
-    outcome["metrics"] = {k: float(v) if isinstance(v, str) else v for k, v in (outcome.get("metrics") or {}).items()}
+    outcome["metrics"] = {k: strict_json.number(v) for k, v in (outcome.get("metrics") or {}).items()}
     return outcome
 
 

@@ -5,10 +5,11 @@ Lightning's Tuner runs in one process, so a multi-process run is refused before 
 (validate.check_tune). The Tuner swaps the run's callbacks and loggers for its own while it runs.
 """
 
-import json
 from pathlib import Path
 
 from lightning.pytorch.tuner import Tuner
+
+from optlab import strict_json
 
 
 def lr_find(
@@ -36,7 +37,7 @@ def lr_find(
         out = Path(run_dir)
         out.mkdir(parents=True, exist_ok=True)
         results = {"lr": finder.results["lr"], "loss": finder.results["loss"], "suggestion": suggestion}
-        (out / "lr_find.json").write_text(json.dumps(results))
+        (out / "lr_find.json").write_text(strict_json.dumps(results))
         import matplotlib
 
         matplotlib.use("Agg")
@@ -66,7 +67,7 @@ def batch_size(
     if trainer.is_global_zero:
         out = Path(run_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "batch_size.json").write_text(json.dumps({"batch_size": largest, "whole_training_set": whole}))
+        (out / "batch_size.json").write_text(strict_json.dumps({"batch_size": largest, "whole_training_set": whole}))
         why = "the whole training set fits in one batch" if whole else f"the largest of the {max_trials} sizes tried"
         print(f"batch_size: data.batch_size={largest}  ({why})")
     return {"batch_size": largest}
