@@ -26,6 +26,7 @@ from optlab import console_log, noise, strict_json
 from optlab.callbacks.schedulefree import ScheduleFreeModes, is_schedule_free
 from optlab.callbacks.summary import LayerSummary
 from optlab.launch import Job, external_layout
+from optlab.loggers.resume import ResumedLogs
 from optlab.loggers.steps import scalar_metrics
 from optlab.rundirs import new_run, register_resolvers
 from optlab.validate import ConfigError, instantiable, validate
@@ -227,6 +228,7 @@ def _train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, model, trainer = _instantiate_all(cfg)
+    trainer.callbacks.append(ResumedLogs())  # a resume drops the log rows it will write again
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
         if hasattr(logger, "watch_model"):

@@ -88,5 +88,23 @@ def finish_line(run) -> str | None:
     if getattr(settings, "mode", "") == "disabled":
         return None
     if settings._offline:
+        folders = run_folders(settings.sync_dir)
+        if len(folders) > 1:  # a resumed run: W&B writes one folder per process, all with this run's id
+            listed = " ".join(str(f) for f in folders)
+            return (
+                f"W&B offline run {run.id}: {len(folders)} folders, one per process that ran it (resumed); "
+                f"upload them together, in order, to the one run: wandb sync {listed}"
+            )
         return f"W&B offline run: {settings.sync_dir} (upload: wandb sync {settings.sync_dir})"
     return f"W&B run: {run.url}"
+
+
+def run_folders(sync_dir: str | Path) -> list[Path]:
+    """Every offline folder of the run whose folder is `sync_dir` (its id: the name's last part), oldest
+    first: W&B never reuses a folder, so each process that resumed the run added one."""
+    sync_dir = Path(sync_dir)
+    run_id = sync_dir.name.split("-", 3)[-1] if sync_dir.name.startswith("offline-run-") else None
+    if run_id is None:
+        return [sync_dir]
+    found = [p for p in sync_dir.parent.glob("offline-run-*") if p.is_dir() and p.name.split("-", 3)[-1] == run_id]
+    return sorted(found, key=lambda p: p.name) or [sync_dir]
