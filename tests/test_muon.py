@@ -88,6 +88,26 @@ def test_matches_torch_muon_on_matrices(dtype, seed):
         assert torch.equal(opt.state[p]["momentum_buffer"], ref_opt.state[r]["momentum_buffer"])
 
 
+@pytest.mark.parametrize("lr", [torch.tensor(0.05), torch.tensor([0.05])], ids=["0-d", "1-element"])
+def test_tensor_lr_matches_torch_muon_and_a_longer_one_is_refused_as_torch_refuses_it(lr):
+    """torch's Muon takes a 1-element tensor lr; its weight-decay factor is then computed in the
+    tensor's float32, which a float lr rounds differently for this lr and weight decay (0.9815 vs 0.98149997)."""
+    torch.manual_seed(0)
+    ours = [torch.randn(s, requires_grad=True) for s in [(20, 12), (12, 20)]]
+    ref = [p.detach().clone().requires_grad_() for p in ours]
+    opt = Muon([{"params": ours, "use_muon": True}], lr=lr, weight_decay=0.37, adjust_lr_fn="match_rms_adamw")
+    ref_opt = torch.optim.Muon(ref, lr=lr.clone(), weight_decay=0.37, adjust_lr_fn="match_rms_adamw")
+    for step in range(30):
+        set_grads([ours, ref], step)
+        opt.step()
+        ref_opt.step()
+    for p, r in zip(ours, ref):
+        assert torch.equal(p, r)
+    for cls in (Muon, torch.optim.Muon):
+        with pytest.raises(ValueError, match="Tensor lr must be 1-element"):
+            cls([torch.zeros(3, 3, requires_grad=True)], lr=torch.tensor([0.05, 0.01]))
+
+
 def test_conv_weight_is_orthogonalized_as_its_matrix():
     """A (out, in, kh, kw) weight steps exactly like torch's Muon on the (out, in*kh*kw) matrix."""
     conv = torch.randn(6, 4, 3, 3, requires_grad=True)

@@ -45,7 +45,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 
 from optlab.optim._foreach import by_device_and_dtype, closure_loss, grads_of_groups, new_step
 from optlab.optim.adam import adam_update
-from optlab.optim.hyperparameters import HyperparameterError
+from optlab.optim.hyperparameters import HyperparameterError, check_tensor_hyperparameters, value
 
 try:
     from torch.distributed.tensor import DTensor, distribute_tensor
@@ -95,8 +95,10 @@ def _check(args: dict, where: str) -> None:
     def number(x) -> bool:
         return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
+    check_tensor_hyperparameters(args.get("lr"))  # torch's Muon takes a 1-element tensor lr, as here
     for name in ("lr", "weight_decay", "eps", "adamw_lr", "adamw_weight_decay", "adamw_eps"):
-        if name in args and not (number(args[name]) and args[name] >= 0):
+        x = value(args[name]) if name == "lr" and name in args else args.get(name)
+        if name in args and not (number(x) and x >= 0):
             bad(name, "must be a number >= 0")
     if "momentum" in args and not (number(args["momentum"]) and 0 <= args["momentum"] < 1):
         bad("momentum", "must be in [0, 1)")
@@ -284,11 +286,13 @@ class Muon(Optimizer):
                 state["momentum_buffer"] = torch.zeros_like(g, memory_format=torch.preserve_format)
             bufs.append(state["momentum_buffer"])
         lr, wd, mu = group["lr"], group["weight_decay"], group["momentum"]
+        if isinstance(lr, Tensor):  # 1-element (checked): a 0-d tensor, as torch's _to_scalar makes it
+            lr = lr.reshape(())
         for ps, gs, bs in by_device_and_dtype(params, grads, bufs):
             torch._foreach_lerp_(bs, gs, 1 - mu)
             updates = torch._foreach_lerp(gs, bs, mu) if group["nesterov"] else bs
-            if wd != 0:
-                torch._foreach_mul_(ps, 1 - lr * wd)  # decoupled decay, by the unscaled lr (as torch)
+            if wd != 0:  # decoupled decay, by the unscaled lr; a tensor lr's factor rounds as torch's does
+                torch._foreach_mul_(ps, 1 - lr * wd)
             # One Newton-Schulz per matrix: stacking same-shape matrices into bmm gained under 10%
             # on CPU (measured), and the loop keeps torch.optim.Muon's rounding on every device.
             for p, u in zip(ps, updates):
