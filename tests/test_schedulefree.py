@@ -44,6 +44,24 @@ def test_matches_the_package_in_both_modes(ours, name, options, dtype):
 
 
 @pytest.mark.parametrize("ours, name, options", CASES, ids=IDS)
+def test_a_param_cut_into_cache_blocks_steps_as_the_package_bit_for_bit(ours, name, options):
+    """On CPU ours runs block by block (optlab.optim._foreach.cache_blocks); the math is elementwise,
+    so a param larger than a block ends exactly where the package's whole-tensor ops put it."""
+    from optlab.optim._foreach import BLOCK
+
+    torch.manual_seed(0)
+    w = torch.randn(BLOCK + 1000)
+    p, q = torch.nn.Parameter(w.clone()), torch.nn.Parameter(w.clone())
+    opt, ref = ours([p], **options), getattr(schedulefree, name)([q], **options)
+    opt.train(), ref.train()
+    for _ in range(5):
+        g = torch.randn_like(w)
+        p.grad, q.grad = g.clone(), g.clone()
+        opt.step(), ref.step()
+    assert torch.equal(p, q) and torch.equal(opt.state[p]["z"], ref.state[q]["z"])
+
+
+@pytest.mark.parametrize("ours, name, options", CASES, ids=IDS)
 @pytest.mark.parametrize("direction", ["ours_to_package", "package_to_ours"])
 def test_state_dicts_load_into_each_other(ours, name, options, direction):
     theirs = getattr(schedulefree, name)

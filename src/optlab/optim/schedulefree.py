@@ -27,13 +27,16 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from optlab.optim._foreach import by_device_and_dtype, closure_loss, grads_of_groups
+from optlab.optim._foreach import by_device_and_dtype, cache_blocks, closure_loss, grads_of_groups
 from optlab.optim.hyperparameters import HyperparameterError, check, value
 
 
 class _ScheduleFree(Optimizer):
     """The train/eval switch and the averaging weights both variants share; `_beta1(group)` is
-    beta1 (AdamW) or momentum (SGD), `_direction` the update direction d of the module docstring."""
+    beta1 (AdamW) or momentum (SGD), `_direction` the update direction d of the module docstring
+    (the weight decay included), from the state tensors named by STATE after z."""
+
+    STATE: tuple[str, ...] = ()
 
     def __init__(self, params: ParamsT, **arguments) -> None:
         # the package's group keys: the step count and the average's running weights; `foreach` is
@@ -67,8 +70,8 @@ class _ScheduleFree(Optimizer):
             if z is not None:
                 p.lerp_(end=z.to(p.device), weight=weight)
 
-    def _direction(self, group: dict, params: list[Tensor], grads: list[Tensor], step: int) -> list[Tensor]:
-        """d of the module docstring for params of one device and dtype: fresh tensors, never p.grad."""
+    def _direction(self, group: dict, y: list[Tensor], grads: list[Tensor], state: list[list[Tensor]], step: int):
+        """d of the module docstring for one block of params (y) of one device and dtype; never p.grad."""
         raise NotImplementedError
 
     @torch.no_grad()
@@ -92,14 +95,14 @@ class _ScheduleFree(Optimizer):
             for p in params:
                 if "z" not in self.state[p]:
                     self._init_state(self.state[p], p)
-            zs = [self.state[p]["z"] for p in params]
-            for y, g, z in by_device_and_dtype(params, grads, zs):
-                d = self._direction(group, y, g, k + 1)
-                if group["weight_decay"] != 0:
-                    torch._foreach_add_(d, y, alpha=group["weight_decay"])
-                torch._foreach_lerp_(y, z, weight=c)
-                torch._foreach_add_(y, d, alpha=lr * (self._beta1(group) * (1 - c) - 1))
-                torch._foreach_sub_(z, d, alpha=lr)
+            states = [[self.state[p][key] for p in params] for key in ("z", *self.STATE)]
+            for device_lists in by_device_and_dtype(params, grads, *states):
+                # block by block on CPU: the ops below run while a block is in the cache (bit-exact)
+                for y, g, z, *state in cache_blocks(*device_lists):
+                    d = self._direction(group, y, g, state, k + 1)
+                    torch._foreach_lerp_(y, z, weight=c)
+                    torch._foreach_add_(y, d, alpha=lr * (self._beta1(group) * (1 - c) - 1))
+                    torch._foreach_sub_(z, d, alpha=lr)
             group["k"] = k + 1
         return loss
 
@@ -141,12 +144,16 @@ class SGDScheduleFree(_ScheduleFree):
     def _beta1(group: dict) -> float:
         return group["momentum"]
 
-    def _direction(self, group, params, grads, step) -> list[Tensor]:
-        return list(grads) if group["weight_decay"] == 0 else [g.clone() for g in grads]  # the decay adds into d
+    def _direction(self, group, y, grads, state, step) -> list[Tensor]:
+        if group["weight_decay"] == 0:
+            return grads  # only read from here on
+        return torch._foreach_add(grads, y, alpha=group["weight_decay"])
 
 
 class AdamWScheduleFree(_ScheduleFree):
     """Schedule-free AdamW (`optimizer=adamw_schedulefree`); schedulefree.AdamWScheduleFree's arguments."""
+
+    STATE = ("exp_avg_sq",)
 
     def __init__(
         self,
@@ -181,12 +188,14 @@ class AdamWScheduleFree(_ScheduleFree):
         super()._init_state(state, p)
         state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    def _direction(self, group, params, grads, step) -> list[Tensor]:
-        beta2 = value(group["betas"][1])
-        v = [self.state[p]["exp_avg_sq"] for p in params]
+    def _direction(self, group, y, grads, state, step) -> list[Tensor]:
+        beta2, (v,) = value(group["betas"][1]), state
         torch._foreach_mul_(v, beta2)
         torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)
         denom = torch._foreach_div(v, 1 - beta2**step)
         torch._foreach_sqrt_(denom)
         torch._foreach_add_(denom, group["eps"])
-        return torch._foreach_div(grads, denom)
+        d = torch._foreach_div(grads, denom)
+        if group["weight_decay"] != 0:
+            torch._foreach_add_(d, y, alpha=group["weight_decay"])
+        return d
