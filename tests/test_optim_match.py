@@ -31,6 +31,7 @@ from optlab.optim.muon import Muon
 from optlab.optim.nadam import NAdam, NAdamW
 from optlab.optim.rmsprop import RMSprop
 from optlab.optim.rprop import Rprop
+from optlab.optim.schedulefree import AdamWScheduleFree, SGDScheduleFree
 from optlab.optim.sgd import SGD
 
 STEPS = 200
@@ -611,8 +612,20 @@ def test_params_forms_unsupported_grads_and_closure(cls):
     assert not torch.equal(w.detach(), torch.ones(3))
 
 
-@pytest.mark.parametrize("cls", list(RICH), ids=lambda c: c.__name__)
-def test_dtensor_params(cls, tmp_path):
+# Every optimizer and option of ours: RICH, the cautious mask, schedule-free (in train mode).
+DTENSOR_CASES = [
+    *RICH.items(),
+    (AdamW, dict(lr=1e-3, weight_decay=0.1, cautious=True)),
+    (Lion, dict(lr=1e-4, weight_decay=0.1, cautious=True)),
+    (SGDScheduleFree, dict(lr=0.05, momentum=0.8, weight_decay=0.01, warmup_steps=2, r=0.5)),
+    (AdamWScheduleFree, dict(lr=2e-3, weight_decay=0.01, warmup_steps=2)),
+]
+
+
+@pytest.mark.parametrize(
+    "cls,kwargs", DTENSOR_CASES, ids=[c.__name__ + ("-cautious" if k.get("cautious") else "") for c, k in DTENSOR_CASES]
+)
+def test_dtensor_params(cls, kwargs, tmp_path):
     """One-rank DTensor (as FSDP2 hands us) gives the same result as plain tensors."""
     dist = pytest.importorskip("torch.distributed")
     from torch.distributed.tensor import Shard, distribute_tensor, init_device_mesh
@@ -627,13 +640,17 @@ def test_dtensor_params(cls, tmp_path):
         grads = [[torch.randn_like(p) for p in plain] for _ in range(5)]
         sharded = [nn.Parameter(distribute_tensor(p.clone(), mesh, [Shard(0)])) for p in plain]
         plain = [nn.Parameter(p) for p in plain]
-        opt_plain, opt_sharded = cls(plain, **RICH[cls]), cls(sharded, **RICH[cls])
+        opt_plain, opt_sharded = cls(plain, **kwargs), cls(sharded, **kwargs)
+        for opt in (opt_plain, opt_sharded):
+            getattr(opt, "train", lambda: None)()  # schedule-free: the training weights in the params
         for gs in grads:
             for p, s, g in zip(plain, sharded, gs):
                 p.grad = g.clone()
                 s.grad = distribute_tensor(g.clone(), mesh, [Shard(0)])
             opt_plain.step()
             opt_sharded.step()
+        for opt in (opt_plain, opt_sharded):
+            getattr(opt, "eval", lambda: None)()  # ...and the averaged ones, compared too
         for p, s in zip(plain, sharded):
             assert torch.allclose(s.full_tensor(), p, rtol=1e-14, atol=0)
     finally:

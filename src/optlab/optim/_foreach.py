@@ -63,7 +63,7 @@ def cautious_updates(updates: list[Tensor], grads: list[Tensor]) -> list[Tensor]
     tensor. Needs whole tensors (the fraction is the tensor's), not cache blocks."""
     masks = [(u * g > 0).to(u.dtype) for u, g in zip(updates, grads)]
     for mask in masks:
-        mask.div_(mask.mean().clamp_(min=1e-3))
+        mask.div_(mask.mean().clamp(min=1e-3))  # not clamp_: a DTensor's mean is a pending all-reduce (FSDP2)
     return torch._foreach_mul(updates, masks)
 
 
