@@ -1,8 +1,8 @@
 """Optimizer step time and state memory: ours (optlab.optim) vs torch.optim, on ResNet-18's parameters.
 
-Latest (2026-12-03 18:39 UTC, AMD EPYC, 2 logical CPUs): ours / reference (for-loop/foreach): rprop
-0.62x/0.69x, nadamw 0.54x/0.60x, adopt 1.11x/0.90x, adamw_schedulefree 1.04x/1.04x, sgd_schedulefree
-1.32x/1.36x; cautious / plain step: 2.33x (adamw), 2.92x (lion) (cpu, 1 thread); see
+Latest (2026-12-03 19:02 UTC, AMD EPYC, 2 logical CPUs): ours / reference (for-loop/foreach): rprop
+0.57x/0.75x, nadamw 0.46x/0.51x, adopt 1.07x/0.90x, adamw_schedulefree 1.01x/0.89x, sgd_schedulefree
+1.04x/0.95x; cautious / plain step: 2.24x (adamw), 3.24x (lion) (cpu, 1 thread); see
 docs/benchmarks.md.
 
 The parameter set is torchvision's resnet18(weights=None): 62 tensors, 11.7M float32 params, their

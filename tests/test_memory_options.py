@@ -27,11 +27,14 @@ def _random_bn(net: nn.Module) -> nn.Module:
 
 
 def _saved_bytes(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Bytes of the tensors autograd keeps for the backward pass (each storage once), then backward."""
+    """Bytes of the activations autograd keeps for the backward pass (each storage once, not the
+    parameters), then backward."""
     storages: dict[int, int] = {}
+    weights = {p.untyped_storage().data_ptr() for p in net.parameters()}  # saved too, but kept anyway
 
     def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        if t.untyped_storage().data_ptr() not in weights:
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
