@@ -69,7 +69,11 @@ class Ravine(TestFunction):
     start = (1.5, 4.0)
     bounds = ((-2.5, 2.5), (-6.0, 5.0))
     iters = 100
-    lrs = {"sgd": 2.0, "momentum": 0.1, "nesterov": 0.1, "rmsprop": 0.1, "adam": 0.1, "adamw": 0.1, "lion": 0.03}
+    lrs = {
+        **{"sgd": 2.0, "momentum": 0.1, "nesterov": 0.1, "rmsprop": 0.1, "adam": 0.1, "adamw": 0.1, "lion": 0.03},
+        # Rprop's step sizes grow along the flat floor whatever its initial one: it leaves the plot
+        **{"rprop": 0.01, "nadamw": 0.1, "adopt": 0.03, "adamw_schedulefree": 0.1, "sgd_schedulefree": 1.0},
+    }
     valley = ((0.0, -6.0), (0.0, 5.0))
 
     def __call__(self, xy: Tensor) -> Tensor:
@@ -92,7 +96,10 @@ class TriModal(TestFunction):
     start = (-0.2, 0.0)
     bounds = ((-1.6, 1.6), (-1.4, 1.2))
     iters = 150
-    lrs = {"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.01, "adam": 0.05, "adamw": 0.05, "lion": 0.01}
+    lrs = {
+        **{"sgd": 0.01, "momentum": 0.01, "nesterov": 0.01, "rmsprop": 0.01, "adam": 0.05, "adamw": 0.05, "lion": 0.01},
+        **{"rprop": 0.01, "nadamw": 0.01, "adopt": 0.03, "adamw_schedulefree": 0.1, "sgd_schedulefree": 0.3},
+    }
     sigma = 0.2
     means = ((1.0, -0.5), (-1.0, 0.5), (-0.5, -0.8))
     minima = means
@@ -118,7 +125,10 @@ class Rosenbrock(TestFunction):
     start = (-1.2, 1.0)  # the textbook start
     bounds = ((-1.5, 1.5), (-0.5, 2.0))
     iters = 1000
-    lrs = {"sgd": 1e-3, "momentum": 3e-4, "nesterov": 3e-4, "rmsprop": 1e-2, "adam": 1e-1, "adamw": 1e-1, "lion": 1e-2}
+    lrs = {
+        **{"sgd": 1e-3, "momentum": 3e-4, "nesterov": 3e-4, "rmsprop": 1e-2, "adam": 1e-1, "adamw": 1e-1, "lion": 1e-2},
+        **{"rprop": 1e-2, "nadamw": 3e-2, "adopt": 1.0, "adamw_schedulefree": 0.3, "sgd_schedulefree": 3e-3},
+    }
     minima = ((1.0, 1.0),)
     log_levels = True
     a = 1.0
