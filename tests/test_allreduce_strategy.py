@@ -385,3 +385,19 @@ def test_buckets_and_collectives_on_two_ranks(tmp_path):
     assert r0["overlapTrue_buckets"] == 4 and r0["overlapTrue_unused_none"] and r1["overlapTrue_unused_none"]
     assert r0["overlapTrue_early"] == r1["overlapTrue_early"] == 3 * 3  # buckets 0-2 of 4 left during backward
     assert r0["overlap_equal"] and r1["overlap_equal"] and r0["overlap_grad"] == r1["overlap_grad"]
+
+
+def test_gradient_views_keep_a_channels_last_params_layout():
+    """Bucket views follow each param's memory layout, as DDP's do: a channels_last weight gets a
+    channels_last gradient (else autograd warns that the layout contract is broken and copies)."""
+    from optlab.distributed.buckets import _views
+
+    conv = torch.empty(8, 4, 3, 3).to(memory_format=torch.channels_last)
+    bias, gappy = torch.empty(8), torch.empty(4, 6)[:, ::2]  # the last one has gaps: a plain view
+    flat = torch.arange(float(conv.numel() + bias.numel() + gappy.numel()))
+    v_conv, v_bias, v_gappy = _views(flat, [conv, bias, gappy])
+    assert v_conv.stride() == conv.stride() and v_conv.is_contiguous(memory_format=torch.channels_last)
+    assert v_conv.data_ptr() == flat.data_ptr() and sorted(v_conv.flatten().tolist()) == list(range(conv.numel()))
+    assert v_bias.data_ptr() == flat[conv.numel() :].data_ptr() and v_bias.is_contiguous()
+    assert v_gappy.shape == gappy.shape and v_gappy.is_contiguous()
+    assert v_gappy.data_ptr() == flat[conv.numel() + 8 :].data_ptr()

@@ -79,6 +79,8 @@ def test_activation_checkpointing_needs_residual_blocks(make_cfg):
 
 
 def test_channels_last_converts_the_net_and_its_inputs(make_cfg):
+    with pytest.raises(ConfigError, match="trainer.channels_last=true: strategy=fsdp .* contiguous parameters only"):
+        validate(make_cfg("trainer.channels_last=true", "strategy=fsdp"))  # fully_shard would raise mid-setup
     cfg = make_cfg("trainer.channels_last=true")
     validate(cfg)  # optlab's key, not a Trainer argument: no "not an argument of Trainer"
     from optlab.run import _instantiate_all

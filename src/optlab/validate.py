@@ -303,6 +303,16 @@ def check_schedule_free(cfg: DictConfig) -> None:
         )
 
 
+def check_channels_last(cfg: DictConfig) -> None:
+    """FSDP2's fully_shard takes contiguous parameters only (NotImplementedError on a channels_last one)."""
+    strategy = str(OmegaConf.select(cfg, "strategy._target_", default="") or "")
+    if OmegaConf.select(cfg, "trainer.channels_last") and strategy.endswith("FSDP2Strategy"):
+        raise ConfigError(
+            "trainer.channels_last=true: strategy=fsdp (FSDP2) shards contiguous parameters only; "
+            "set trainer.channels_last=false, or use strategy=ddp or allreduce"
+        )
+
+
 def check_scheduler(cfg: DictConfig) -> None:
     """The schedule judges its own options (optlab.schedulers raise ValueError naming the key):
     build it on a stand-in optimizer for a 100-step run."""
@@ -392,6 +402,7 @@ def validate(cfg: DictConfig) -> None:
     check_optimizer(cfg)
     check_scheduler(cfg)
     check_schedule_free(cfg)
+    check_channels_last(cfg)
     check_lr_scaling(cfg)
     check_tune(cfg)
     check_logger_packages(cfg)

@@ -59,11 +59,25 @@ def _groups(tensors: list[Tensor], max_bytes: float | None = None) -> list[list[
     return [c for c in chunks if c]
 
 
-def _views(flat: Tensor, shapes: list[torch.Size]) -> list[Tensor]:
+def _dense(t: Tensor) -> bool:
+    """Whether t's elements fill its storage span without gaps or overlaps, in some dim order."""
+    expected = 1
+    for d in sorted(range(t.dim()), key=t.stride):
+        if t.size(d) != 1 and t.stride(d) != expected:
+            return False
+        expected *= t.size(d)
+    return True
+
+
+def _views(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
+    """Consecutive slices of `flat` shaped like each tensor, and laid out like it where it is dense
+    (channels_last params get channels_last gradient views, as DDP's buckets give them)."""
     out, offset = [], 0
-    for shape in shapes:
-        n = shape.numel()
-        out.append(flat[offset : offset + n].view(shape))
+    for t in like:
+        n = t.numel()
+        piece = flat[offset : offset + n]
+        plain = t.is_contiguous() or not _dense(t)
+        out.append(piece.view(t.shape) if plain else piece.as_strided(t.shape, t.stride(), piece.storage_offset()))
         offset += n
     return out
 
@@ -75,7 +89,7 @@ def broadcast_tensors(tensors: list[Tensor], src: int = 0, group=None) -> None:
     for chunk in _groups(tensors):
         ts = [tensors[i] for i in chunk]
         flat = torch.empty(sum(t.numel() for t in ts), dtype=ts[0].dtype, device=ts[0].device)
-        views = _views(flat, [t.shape for t in ts])
+        views = _views(flat, ts)
         if rank == src:
             torch._foreach_copy_(views, ts)
         broadcast(flat, src=src, group=group)
@@ -93,7 +107,7 @@ class _BufferBroadcaster:
         for chunk in _groups(self.buffers):
             ts = [self.buffers[i] for i in chunk]
             flat = torch.empty(sum(t.numel() for t in ts), dtype=ts[0].dtype, device=ts[0].device)
-            self.chunks.append((ts, flat, _views(flat, [t.shape for t in ts])))
+            self.chunks.append((ts, flat, _views(flat, ts)))
 
     @torch.no_grad()
     def __call__(self, rank: int, group=None) -> None:
@@ -139,7 +153,7 @@ class GradientBuckets:
             ps = [params[i] for i in chunk]
             extra = len(params) if k == len(self.buckets) - 1 else 0
             flat = torch.zeros(sum(p.numel() for p in ps) + extra, dtype=ps[0].dtype, device=ps[0].device)
-            views = _views(flat, [p.shape for p in ps])
+            views = _views(flat, ps)
             self.flats.append(flat)
             self.views.append(views)
             for i, view in zip(chunk, views):
