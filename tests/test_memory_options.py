@@ -2,6 +2,8 @@
 training, bit for bit where the math is the same, with less memory or traffic (docs/benchmarks.md)."""
 
 import copy
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,6 +18,11 @@ from optlab.models.resnet import ResNet
 from optlab.validate import ConfigError, validate
 from test_cifar10 import cifar_cfg, write_cifar10
 
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # benchmarks/ is imported as a package from the repository root
+from benchmarks.memory_options import saved_bytes  # noqa: E402  (the activations autograd keeps, then backward)
+
 
 def _random_bn(net: nn.Module) -> nn.Module:
     """Non-trivial BatchNorm scales (ResNet zero-inits the last one of each block)."""
@@ -24,23 +31,6 @@ def _random_bn(net: nn.Module) -> nn.Module:
         if isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight)
     return net
-
-
-def _saved_bytes(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
-    """Bytes of the activations autograd keeps for the backward pass (each storage once, not the
-    parameters), then backward."""
-    storages: dict[int, int] = {}
-    weights = {p.untyped_storage().data_ptr() for p in net.parameters()}  # saved too, but kept anyway
-
-    def pack(t):
-        if t.untyped_storage().data_ptr() not in weights:
-            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = nn.functional.cross_entropy(net(x), y)
-    loss.backward()
-    return sum(storages.values())
 
 
 @pytest.mark.parametrize(
@@ -58,7 +48,7 @@ def test_activation_checkpointing_gives_the_same_gradients_and_statistics_with_l
     assert checkpoint_blocks(checkpointed) == len(plain.residual_blocks())
     assert checkpointed.state_dict().keys() == plain.state_dict().keys()  # checkpoints stay interchangeable
     x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
-    plain_bytes, checkpointed_bytes = _saved_bytes(plain, x, y), _saved_bytes(checkpointed, x, y)
+    plain_bytes, checkpointed_bytes = saved_bytes(plain, x, y), saved_bytes(checkpointed, x, y)
     for (name, p), q in zip(plain.named_parameters(), checkpointed.parameters()):
         assert torch.equal(p.grad, q.grad), name
     # The recomputation runs BatchNorm again in training mode: the running stats must move once.
