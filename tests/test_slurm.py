@@ -6,6 +6,7 @@ installed the tests skip with the reason; under CI (CI=true) a missing SLURM is 
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,7 +42,9 @@ def slurm_env():
     conf = os.environ.get("OPTLAB_SLURM_DIR", "/tmp/optlab-slurm") + "/slurm.conf"
     env = {**os.environ, "SLURM_CONF": conf, "PYTHONPATH": str(TESTS), "WANDB_SILENT": "true"}
     up = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True)
-    if up.returncode != 0 or "idle" not in up.stdout:
+    # Up is idle, or mixed/allocated while another test's job runs (pytest -n: the restart that
+    # `start` does would kill that job).
+    if up.returncode != 0 or not re.search(r"^(idle|mixed|allocated)", up.stdout, re.M):
         started = subprocess.run([str(CLUSTER), "start"], capture_output=True, text=True, timeout=120)
         if started.returncode != 0:
             unavailable(f"the local cluster did not start: {started.stderr.strip()[-500:]}")

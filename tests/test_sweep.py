@@ -257,7 +257,9 @@ def test_bad_sweep_settings_fail_before_any_trial(overrides, message, typo_conf)
 @pytest.mark.parametrize(
     "url, message",
     [
-        (f"postgresql://me:secret@127.0.0.1:{free_port()}/optuna", "cannot be reached (connection"),
+        # {port}: a free port picked when the test runs (not at collection, where each xdist worker
+        # would pick its own and the workers' test ids would differ)
+        ("postgresql://me:secret@127.0.0.1:{port}/optuna", "cannot be reached (connection"),
         ("mysql://me:secret@127.0.0.1/optuna", "needs the database driver MySQLdb"),
     ],
 )
@@ -266,6 +268,8 @@ def test_unreachable_storage_is_one_line_without_the_password(url, message):
 
     from optlab.sweep.study import make_storage
     from optlab.validate import ConfigError
+
+    url = url.format(port=free_port())
 
     if url.startswith("postgresql") and importlib.util.find_spec("psycopg") is None:  # installed without [cluster]
         message = "needs the database driver psycopg"
